@@ -1,0 +1,33 @@
+# Quick start: `make demo` runs the navigator, `make test` runs the test suite.
+# Both create .venv first when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Set TORCH_INDEX=https://download.pytorch.org/whl/cpu on machines whose default
+# index would otherwise serve a CUDA build of torch.
+TORCH_INDEX ?=
+PIP_TORCH_FLAGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/amiagent run agent=navigator world=open_field runtime=local
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/amiagent bench bus
+	$(BIN)/amiagent bench plan
+
+clean:
+	rm -rf $(VENV) runs outputs .pytest_cache .hypothesis
