@@ -272,8 +272,20 @@ class WorldModel(Module):
     action_high: torch.Tensor
 
     def rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """`states` (B, D), `actions` (B, H, A) -> (B, H, D): the state after each action."""
+        """`states` (B, D), `actions` (B, H, A) -> (B, H, D): the state after each action.
+
+        `states` may also be (1, D): every sequence then starts from that state
+        (planners use this rather than expanding the start state B times).
+        """
         raise NotImplementedError
+
+    def brake_action(self, states: torch.Tensor) -> torch.Tensor:
+        """`states` (B, D) -> (B, A): the action that brings the body to rest fastest.
+
+        The safety filter's fallback. The default (zero action) suits bodies whose
+        zero command means stop; bodies with momentum must override it.
+        """
+        return torch.zeros(states.shape[0], self.action_dim)
 
 
 class CostTerm(Module):

@@ -1,0 +1,172 @@
+"""The `amiagent` command line.
+
+    amiagent run [hydra overrides...]     run an agent in a world, write a run directory
+    amiagent plugins                      list installed plugins and whether they load
+    amiagent check KIND NAME              run the contract checker on one plugin
+    amiagent bench {bus,plan} [--json P]  benchmarks against a reference timed in the same run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from amiagent.errors import AmiagentError
+
+BENCHES = ("bus", "plan")
+
+log = logging.getLogger("amiagent")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from amiagent.config import load_config, to_yaml
+    from amiagent.report import write_run
+    from amiagent.runtime.local import build_agent, build_world, run_episode
+
+    cfg = load_config(args.overrides)
+    if args.cfg:
+        print(to_yaml(cfg))
+        return 0
+    runtime = cfg["runtime"]["name"]
+    if runtime != "local":
+        raise AmiagentError(f"runtime {runtime!r} is not available yet; use runtime=local")
+    console = _console()
+    agent_name, world_name = cfg["agent"]["name"], cfg["world"]["name"]
+    run_dir = Path(cfg["run_dir"] or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{agent_name}-{world_name}")
+    episodes, layouts = [], []
+    world = build_world(cfg["world"])
+    agent = build_agent(cfg["agent"])
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=console, disable=not cfg["progress"], transient=False,
+        ) as progress:
+            for i in range(cfg["episodes"]):
+                seed = cfg["seed"] + i
+                max_steps = cfg["world"]["params"].get("max_steps", 300)
+                bar = progress.add_task(f"episode {i + 1}/{cfg['episodes']} seed {seed}", total=max_steps, status="")
+
+                def on_cycle(c, bar=bar):
+                    progress.update(bar, advance=1, status=f"{c.source:8s} {c.plan_ms:5.1f} ms/plan")
+
+                episode = run_episode(agent, world, seed, realtime=cfg["realtime"], on_cycle=on_cycle)
+                progress.update(bar, total=episode.steps, completed=episode.steps, status=episode.status)
+                episodes.append(episode)
+                layouts.append(world.layout())
+    finally:
+        agent.close()
+        world.close()
+
+    summary = write_run(run_dir, to_yaml(cfg), episodes, layouts, plot=cfg["plot"])
+    table = Table(title=f"{agent_name} in {world_name} ({runtime} runtime)")
+    for col in ("seed", "status", "steps", "violations", "final dist (m)", "cycle p50/p99 (ms)", "missed", "filtered"):
+        table.add_column(col, justify="right")
+    for e in episodes:
+        s = e.summary()
+        table.add_row(
+            str(e.seed), e.status, str(e.steps), str(e.total_violations), f"{e.final_distance:.3f}",
+            f"{s['cycle_ms_p50']:.1f} / {s['cycle_ms_p99']:.1f}" if e.steps else "-",
+            str(e.missed_deadlines), str(e.filtered),
+        )
+    console.print(table)
+    agg = summary["aggregate"]
+    console.print(
+        f"success {agg['success_rate']:.0%} over {agg['episodes']} episode(s); ground-truth violations "
+        f"{agg['total_violations']}; infeasible goals reported {agg['infeasible_goals_reported']}; "
+        f"missed deadlines {agg['missed_deadlines']}"
+    )
+    console.print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from amiagent import registry
+
+    table = Table(title="amiagent plugins")
+    for col in ("kind", "name", "target", "from", "status"):
+        table.add_column(col)
+    rows = registry.table()
+    for row in rows:
+        ok = row["status"] == "ok"
+        status = "[green]ok[/]" if ok else f"[red]{row['status']}[/]"
+        table.add_row(row["kind"], row["name"], row["target"], row["dist"], status)
+    _console().print(table)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from amiagent import checks, registry
+
+    plugin = registry.create(args.kind, args.name)
+    try:
+        checks.check(args.kind, plugin)
+    finally:
+        plugin.close()
+    _console().print(f"[green]{args.kind}.{args.name} passes the {args.kind} contract checks[/]")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"amiagent.bench.{args.name}")
+    return int(module.main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="amiagent", description="Objective-driven embodied agents.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an agent in a world (Hydra overrides: agent=... world=... seed=...)")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. world=two_rooms episodes=3")
+    run.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    run.set_defaults(func=cmd_run)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins and whether they import")
+    plugins.set_defaults(func=cmd_plugins)
+
+    check = sub.add_parser("check", help="run the contract checker on an installed plugin")
+    check.add_argument("kind")
+    check.add_argument("name")
+    check.set_defaults(func=cmd_check)
+
+    bench = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))
+    bench.add_argument("name", choices=BENCHES)
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options (--json PATH ...)")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except AmiagentError as exc:
+        _console().print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _console().print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

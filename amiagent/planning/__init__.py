@@ -1,0 +1,19 @@
+"""Planning: optimisers over action sequences, feasibility-first ranking, the safety filter."""
+
+from amiagent.planning.cem import CEMConfig, cem
+from amiagent.planning.common import Bounds, Result, feasibility_first, warm_start
+from amiagent.planning.mppi import MPPIConfig, mppi
+from amiagent.planning.safety import SafetyFilter, SafetyVerdict
+
+__all__ = [
+    "Bounds",
+    "CEMConfig",
+    "MPPIConfig",
+    "Result",
+    "SafetyFilter",
+    "SafetyVerdict",
+    "cem",
+    "feasibility_first",
+    "mppi",
+    "warm_start",
+]

@@ -1,0 +1,76 @@
+"""Steps every optimiser shares: ranking, bounds, warm start, sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from amiagent.contracts import CostReport
+
+# actions (B, H, A) -> predicted states (B, H, D) and their cost report
+Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, CostReport]]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Action bounds, (A,) tensors `low` <= `high`."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+
+    @property
+    def half_range(self) -> torch.Tensor:
+        return (self.high - self.low) / 2
+
+    def clamp(self, actions: torch.Tensor) -> torch.Tensor:
+        """Clip actions of any leading shape into the box."""
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an optimiser returns: the best candidate found and the search distribution.
+
+    `actions` (H, A), `states` (H, D), `report` a CostReport of one,
+    `mean` / `std` (H, A) the final sampling distribution.
+    """
+
+    actions: torch.Tensor
+    states: torch.Tensor
+    report: CostReport
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def feasibility_first(total: torch.Tensor, violation: torch.Tensor) -> torch.Tensor:
+    """Indices of B candidates, best first: feasible before infeasible, then by cost.
+
+    Candidates with no violation are ordered by `total`; infeasible ones come
+    after every feasible one, least violation first. A lexicographic order, not
+    a weighted sum: no cost saving ever buys a violation.
+    """
+    order = torch.argsort(total)
+    # infeasible candidates ranked by violation; every feasible one ties at zero
+    # and the stable sort keeps them in cost order
+    return order[torch.argsort(violation[order], stable=True)]
+
+
+def warm_start(previous: torch.Tensor | None, horizon: int, bounds: Bounds) -> torch.Tensor:
+    """(H, A) initial mean: the previous plan shifted by one step, else the middle of the bounds."""
+    if previous is None:
+        return ((bounds.low + bounds.high) / 2).expand(horizon, -1).clone()
+    shifted = torch.cat([previous[1:], previous[-1:]], dim=0)  # repeat the last action
+    if shifted.shape[0] < horizon:
+        shifted = torch.cat([shifted, shifted[-1:].expand(horizon - shifted.shape[0], -1)], dim=0)
+    return bounds.clamp(shifted[:horizon])
+
+
+def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Bounds, keep: torch.Tensor,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """(n, H, A) candidates around `mean`, inside the bounds; the first rows are `keep` (k, H, A)."""
+    noise = torch.randn((n,) + tuple(mean.shape), generator=generator)
+    candidates = bounds.clamp(mean + std * noise)
+    candidates[: keep.shape[0]] = bounds.clamp(keep)
+    return candidates

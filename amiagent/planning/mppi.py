@@ -1,0 +1,52 @@
+"""Model-predictive path integral control, feasibility-first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from amiagent.errors import ConfigError
+from amiagent.planning.common import Bounds, Evaluate, Result, feasibility_first, sample
+
+
+@dataclass(frozen=True)
+class MPPIConfig:
+    """MPPI sizes; `temperature` scales cost differences in the exponential weights."""
+
+    samples: int = 300
+    iterations: int = 4
+    temperature: float = 0.5
+    min_std: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.samples < 2 or self.iterations < 1 or self.temperature <= 0:
+            raise ConfigError(f"mppi: need samples >= 2, iterations >= 1, temperature > 0; got {self}")
+
+
+def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Bounds, cfg: MPPIConfig,
+         generator: torch.Generator | None = None) -> Result:
+    """Minimise cost over (H, A) action sequences by exponentially weighted averaging."""
+    min_std = cfg.min_std * bounds.half_range
+    best = mean.unsqueeze(0)
+    for _ in range(cfg.iterations):
+        # sample
+        keep = torch.cat([mean.unsqueeze(0), best], dim=0)
+        candidates = sample(mean, std, cfg.samples, bounds, keep, generator)
+        # score: only the best feasibility class gets weight — feasible plans by
+        # cost when there are any, otherwise the least-violating by violation
+        states, report = evaluate(candidates)
+        violation = report.violation_total
+        feasible = violation <= 0
+        score = torch.where(feasible, report.total, torch.full_like(violation, float("inf")))
+        if not bool(feasible.any()):
+            score = violation
+        weights = torch.softmax(-(score - score.min()) / cfg.temperature, dim=0)  # (B,)
+        # refit
+        w = weights.view(-1, 1, 1)
+        mean = (w * candidates).sum(dim=0)
+        std = torch.maximum(((w * (candidates - mean).square()).sum(dim=0)).sqrt(), min_std)
+        order = feasibility_first(report.total, violation)
+        best = candidates[order[:1]]
+    i = int(order[0])
+    return Result(candidates[i], states[i], report.pick(i), bounds.clamp(mean), std)

@@ -1,0 +1,194 @@
+"""The `local` runtime: every module of an agent in one process, called directly.
+
+For debugging and fast tests; the same agent definition runs under other
+runtimes. `build_agent` turns a plain config mapping into an Agent,
+`run_episode` drives a world's body with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from amiagent import registry
+from amiagent.agent import Agent, Cycle, LoopConfig, Modules, to_body_action
+from amiagent.contracts import World
+from amiagent.cost import IntrinsicCost
+from amiagent.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Below this speed (m/s) the body counts as at rest.
+REST_SPEED = 0.05
+# Seconds of braking after an episode ends, still watched for violations.
+SETTLE_S = 1.0
+
+
+def _plugin(kind: str, spec: Mapping[str, Any], default_name: str | None = None):
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{kind}: expected a mapping with 'name' and 'params', got {spec!r}")
+    name = spec.get("name", default_name)
+    if name is None:
+        raise ConfigError(f"{kind}: missing 'name' (one of: {', '.join(registry.names(kind))})")
+    return registry.create(kind, name, spec.get("params") or {})
+
+
+def build_cost(spec: Mapping[str, Any]) -> IntrinsicCost:
+    """Cost module from `{terms: {name: {weight, params, plugin?}}, guardrails: {name: {params, plugin?}}}`."""
+    terms = {
+        name: (_plugin("cost_term", entry or {}, (entry or {}).get("plugin", name)), float((entry or {}).get("weight", 1.0)))
+        for name, entry in (spec.get("terms") or {}).items()
+    }
+    guardrails = {
+        name: _plugin("guardrail", entry or {}, (entry or {}).get("plugin", name))
+        for name, entry in (spec.get("guardrails") or {}).items()
+    }
+    return IntrinsicCost(terms, guardrails)
+
+
+def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
+    """An Agent from the `agent` section of a config (plain containers, not OmegaConf)."""
+    modules = Modules(
+        configurator=_plugin("configurator", agent_cfg["configurator"]),
+        perception=_plugin("perception", agent_cfg["perception"]),
+        world_model=_plugin("world_model", agent_cfg["world_model"]),
+        cost=build_cost(agent_cfg["cost"]),
+        memory=_plugin("memory", agent_cfg["memory"]),
+        actor=_plugin("actor", agent_cfg["actor"]),
+        mode1=_plugin("actor", agent_cfg["mode1"]) if agent_cfg.get("mode1") else None,
+    )
+    loop_keys = {"rate_hz", "deadline_s", "plan_validity", "safety", "safety_directions"}
+    loop = LoopConfig(**{k: v for k, v in (agent_cfg.get("loop") or {}).items() if k in loop_keys})
+    unknown = set(agent_cfg.get("loop") or {}) - loop_keys
+    if unknown:
+        raise ConfigError(f"agent.loop: unknown key(s) {sorted(unknown)}; valid: {sorted(loop_keys)}")
+    return Agent(modules, loop)
+
+
+def build_world(world_cfg: Mapping[str, Any]) -> World:
+    """A World from the `world` section of a config."""
+    return _plugin("world", world_cfg)
+
+
+@dataclass
+class Episode:
+    """The outcome of one episode, with its per-cycle telemetry."""
+
+    seed: int
+    status: str  # "reached", "infeasible_goal", "timeout"
+    steps: int
+    goal_feasible: bool
+    violations: dict[str, int]
+    final_distance: float
+    min_clearance: float
+    missed_deadlines: int
+    filtered: int
+    planner_errors: int
+    sources: dict[str, int]
+    wall_s: float
+    cycles: list[Cycle] = field(default_factory=list, repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.status == "reached"
+
+    @property
+    def total_violations(self) -> int:
+        return int(sum(self.violations.values()))
+
+    def cycle_ms(self) -> np.ndarray:
+        return np.array([c.cycle_ms for c in self.cycles])
+
+    def summary(self) -> dict[str, Any]:
+        """Plain figures for summary.json."""
+        ms = self.cycle_ms()
+        return {
+            "seed": self.seed,
+            "status": self.status,
+            "success": self.success,
+            "steps": self.steps,
+            "goal_feasible": self.goal_feasible,
+            "violations": self.violations,
+            "total_violations": self.total_violations,
+            "final_distance_m": round(self.final_distance, 4),
+            "min_clearance_m": None if math.isinf(self.min_clearance) else round(self.min_clearance, 4),
+            "cycle_ms_p50": float(np.percentile(ms, 50)) if len(ms) else None,
+            "cycle_ms_p99": float(np.percentile(ms, 99)) if len(ms) else None,
+            "missed_deadlines": self.missed_deadlines,
+            "safety_filtered": self.filtered,
+            "planner_errors": self.planner_errors,
+            "action_sources": self.sources,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
+def run_episode(
+    agent: Agent,
+    world: World,
+    seed: int,
+    *,
+    realtime: bool = False,
+    on_cycle: Callable[[Cycle], None] | None = None,
+) -> Episode:
+    """Run one seeded episode: until the goal is reached, found infeasible, or max_steps.
+
+    Without `realtime` the simulation waits for the agent (deadlines still
+    apply to planning); with it, each cycle is paced to the control period.
+    """
+    started = time.perf_counter()
+    task = world.reset(seed)
+    settings = agent.start(task)
+    body = world.body
+    goal = np.asarray(settings.goal[: len(task.goal)], dtype=np.float64)
+    period = agent.loop.period
+    cycles: list[Cycle] = []
+    at_rest = 0
+    status = "timeout"
+    next_tick = time.perf_counter()
+    for _ in range(task.max_steps):
+        obs = body.observe()
+        position, velocity = obs.state[: len(goal)], obs.state[len(goal) : 2 * len(goal)]
+        distance = float(np.linalg.norm(position - goal))
+        speed = float(np.linalg.norm(velocity))
+        if agent.goal_feasible and distance <= task.goal_tolerance and speed <= 2 * task.goal_tolerance:
+            status = "reached"
+            break
+        at_rest = at_rest + 1 if speed < REST_SPEED else 0
+        if not agent.goal_feasible and at_rest >= 10:
+            status = "infeasible_goal"  # stopped as close as the guardrails allow
+            break
+        cycle = agent.cycle(obs)
+        body.command(to_body_action(cycle.action))
+        world.advance(period)
+        cycles.append(cycle)
+        if on_cycle is not None:
+            on_cycle(cycle)
+        if realtime:
+            next_tick += period
+            time.sleep(max(0.0, next_tick - time.perf_counter()))
+    # the body brakes to rest; the world keeps watching while it does
+    body.stop()
+    world.advance(SETTLE_S)
+    final = body.observe().state[: len(goal)]
+    counters = agent.counters
+    return Episode(
+        seed=seed,
+        status=status,
+        steps=len(cycles),
+        goal_feasible=agent.goal_feasible,
+        violations=dict(world.violations()),
+        final_distance=float(np.linalg.norm(final - goal)),
+        min_clearance=float(getattr(world, "min_clearance", lambda: math.inf)()),
+        missed_deadlines=counters.missed_deadlines,
+        filtered=counters.filtered,
+        planner_errors=counters.planner_errors,
+        sources=dict(counters.sources),
+        wall_s=time.perf_counter() - started,
+        cycles=cycles,
+    )

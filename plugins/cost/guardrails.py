@@ -1,0 +1,147 @@
+"""Guardrails: per-step violation amounts (m, or m/s), zero when the step is safe.
+
+Position guardrails can look ahead to where the body would come to rest if it
+braked now (`braking=True`): a state counts as unsafe when the braking path
+enters a zone, so a plan can never coast into a place where stopping is no
+longer possible. Zones and limits arrive through the settings (from the task).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from amiagent.contracts import Guardrail, Settings
+from amiagent.errors import ConfigError
+
+# Fractions of the braking path checked for a position guardrail, shaped (P, 1, 1).
+_BRAKE_FRACTIONS = torch.tensor([0.0, 1 / 3, 2 / 3, 1.0]).view(-1, 1, 1)
+
+
+@dataclass(frozen=True)
+class _PositionParams:
+    margin: float = 0.05
+    """Extra clearance (m) on top of the body radius."""
+    braking: bool = True
+    """Also check the braking path from each state."""
+    max_accel: float = 2.0
+    """Braking deceleration (m/s^2) assumed for the look-ahead; keep it <= the body's."""
+    dims: int = 2
+    """Spatial dimensions; the state is (position, velocity)."""
+
+    def __post_init__(self) -> None:
+        if self.margin < 0 or self.max_accel <= 0 or self.dims < 1:
+            raise ConfigError(f"guardrail: margin >= 0, max_accel > 0, dims >= 1 required, got {self}")
+
+
+def _check_points(states: torch.Tensor, params: _PositionParams) -> list[torch.Tensor]:
+    """(B, H, D) -> one (P, B, H) tensor per axis: the positions to check.
+
+    Kept as one plane per axis: torch's CPU kernels are several times slower on
+    broadcasts whose innermost dimension is 2 than on (B, H) planes.
+    """
+    n = params.dims
+    pos = [states[..., i] for i in range(n)]
+    if not params.braking:
+        return [p.unsqueeze(0) for p in pos]
+    vel = [states[..., n + i] for i in range(n)]
+    speed = torch.sqrt(sum(v * v for v in vel))
+    scale = speed / (2 * params.max_accel)  # braking displacement = v * |v| / (2 a)
+    return [p + _BRAKE_FRACTIONS * (v * scale) for p, v in zip(pos, vel)]
+
+
+class KeepOut(Guardrail):
+    """Keeps the body's disc out of circles [x, y, r] and boxes [cx, cy, hx, hy].
+
+    Violation: penetration depth (m) of the inflated disc, the deepest of the
+    checked points, summed over zones.
+    """
+
+    Params = _PositionParams
+
+    def __init__(self, params: _PositionParams | None = None):
+        super().__init__(params)
+        if self.params.dims != 2:
+            raise ConfigError(f"keep_out works in the plane: dims must be 2, got {self.params.dims}")
+        self._circles = torch.zeros(0, 3)
+        self._boxes = torch.zeros(0, 4)
+        self._inflate = self.params.margin
+
+    def apply(self, settings: Settings) -> None:
+        zones = settings.guardrails.get("keep_out", {})
+        self._circles = torch.tensor(zones.get("circles", []), dtype=torch.float32).reshape(-1, 3)
+        self._boxes = torch.tensor(zones.get("boxes", []), dtype=torch.float32).reshape(-1, 4)
+        self._inflate = float(zones.get("robot_radius", 0.0)) + self.params.margin
+
+    def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x, y = _check_points(states, self.params)  # (P, B, H) each
+        total = states.new_zeros(states.shape[:2])
+        if len(self._circles):
+            c = self._circles.view(-1, 3, 1, 1, 1)  # zones lead, (B, H) planes stay innermost
+            dist = torch.sqrt((x - c[:, 0]).square() + (y - c[:, 1]).square())  # (C, P, B, H)
+            depth = torch.relu(c[:, 2] + self._inflate - dist).amax(dim=1)
+            total = total + depth.sum(dim=0)
+        if len(self._boxes):
+            b = self._boxes.view(-1, 4, 1, 1, 1)
+            qx = (x - b[:, 0]).abs() - b[:, 2]  # (K, P, B, H)
+            qy = (y - b[:, 1]).abs() - b[:, 3]
+            outside = torch.sqrt(torch.relu(qx).square() + torch.relu(qy).square())
+            inside = torch.clamp(torch.maximum(qx, qy), max=0.0)
+            depth = torch.relu(self._inflate - (outside + inside)).amax(dim=1)
+            total = total + depth.sum(dim=0)
+        return total
+
+
+class WorkspaceBounds(Guardrail):
+    """Keeps the body's disc inside the box [low, high] (m); violation is the overshoot."""
+
+    Params = _PositionParams
+
+    def __init__(self, params: _PositionParams | None = None):
+        super().__init__(params)
+        self._low: list[float] | None = None
+        self._high: list[float] | None = None
+
+    def apply(self, settings: Settings) -> None:
+        bounds = settings.guardrails.get("workspace_bounds")
+        if not bounds:
+            self._low = self._high = None
+            return
+        inflate = float(bounds.get("robot_radius", 0.0)) + self.params.margin
+        self._low = [float(v) + inflate for v in bounds["low"]]
+        self._high = [float(v) - inflate for v in bounds["high"]]
+
+    def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self._low is None:
+            return states.new_zeros(states.shape[:2])
+        over = sum(
+            torch.relu(low - p) + torch.relu(p - high)
+            for p, low, high in zip(_check_points(states, self.params), self._low, self._high)
+        )
+        return over.amax(dim=0)
+
+
+class SpeedLimit(Guardrail):
+    """Keeps speed (m/s) at most `limit - margin`; violation is the excess speed."""
+
+    @dataclass(frozen=True)
+    class Params:
+        margin: float = 0.02
+        dims: int = 2
+        limit: float = 0.0
+        """Used when the settings give none; 0 means no limit until settings arrive."""
+
+    def __init__(self, params: Params | None = None):
+        super().__init__(params)
+        self._limit = self.params.limit
+
+    def apply(self, settings: Settings) -> None:
+        self._limit = float(settings.guardrails.get("speed_limit", {}).get("limit", self.params.limit))
+
+    def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self._limit <= 0:
+            return states.new_zeros(states.shape[:2])
+        n = self.params.dims
+        speed = torch.sqrt(sum(states[..., n + i].square() for i in range(n)))
+        return torch.relu(speed - (self._limit - self.params.margin))
