@@ -141,16 +141,23 @@ class Agent:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, task: Task) -> Settings:
-        """Configure every module for `task` and activate them; returns the settings."""
+    def start(self, task: Task, obs: Observation | None = None) -> Settings:
+        """Configure every module for `task` and activate them; returns the settings.
+
+        With the first observation, one plan is made and thrown away on the
+        planning thread, so one-off start-up costs do not eat the first deadline.
+        """
         settings = self.modules.configurator.configure(task)
         self.apply(settings)
         for module in self.modules.all():
             module.activate()
-        self.modules.actor.reset()
         self.counters = Counters()
         self._drop_pending()
         self._last_plan = None
+        if obs is not None:
+            state = self.modules.perception.encode(obs)
+            self._executor.submit(self.modules.actor.act, state).result()
+        self.modules.actor.reset()
         self.goal_feasible = self._goal_is_feasible(settings)
         if not self.goal_feasible:
             log.warning("goal %s lies where a guardrail forbids the body to be: it is infeasible", settings.goal)

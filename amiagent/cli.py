@@ -43,6 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = cfg["runtime"]["name"]
     if runtime != "local":
         raise AmiagentError(f"runtime {runtime!r} is not available yet; use runtime=local")
+    import torch
+
+    torch.set_num_threads(int(cfg["runtime"].get("torch_threads") or torch.get_num_threads()))
     console = _console()
     agent_name, world_name = cfg["agent"]["name"], cfg["world"]["name"]
     run_dir = Path(cfg["run_dir"] or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{agent_name}-{world_name}")

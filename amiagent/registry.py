@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from amiagent.contracts import CONTRACTS, Module
-from amiagent.errors import PluginError
+from amiagent.errors import ConfigError, PluginError
 
 GROUP = "amiagent.plugins"
 
@@ -126,7 +126,7 @@ def build_params(cls: type, params: Mapping[str, Any] | None, where: str = "") -
         return params_cls(**values)
     except PluginError:
         raise
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise PluginError(f"{where}: invalid parameters: {exc}. Valid parameters: {valid}") from exc
 
 
@@ -157,6 +157,8 @@ def _check_kind(kind: str) -> None:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_args(tp):  # generic aliases such as tuple[int, ...] keep their arguments
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +25,11 @@ from amiagent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Below this speed (m/s) the body counts as at rest.
-REST_SPEED = 0.05
+# With an infeasible goal, the episode ends once the planner has kept the body
+# within STALL_RADIUS (m) for STALL_CYCLES planned cycles: it holds the closest
+# safe place it can find.
+STALL_CYCLES = 20
+STALL_RADIUS = 0.15
 # Seconds of braking after an episode ends, still watched for violations.
 SETTLE_S = 1.0
 
@@ -128,6 +132,13 @@ class Episode:
         }
 
 
+def _stalled(recent: deque[np.ndarray]) -> bool:
+    if len(recent) < STALL_CYCLES:
+        return False
+    points = np.stack(recent)
+    return float(np.linalg.norm(points - points.mean(axis=0), axis=1).max()) < STALL_RADIUS
+
+
 def run_episode(
     agent: Agent,
     world: World,
@@ -143,12 +154,12 @@ def run_episode(
     """
     started = time.perf_counter()
     task = world.reset(seed)
-    settings = agent.start(task)
     body = world.body
+    settings = agent.start(task, body.observe())
     goal = np.asarray(settings.goal[: len(task.goal)], dtype=np.float64)
     period = agent.loop.period
     cycles: list[Cycle] = []
-    at_rest = 0
+    recent: deque[np.ndarray] = deque(maxlen=STALL_CYCLES)
     status = "timeout"
     next_tick = time.perf_counter()
     for _ in range(task.max_steps):
@@ -159,11 +170,14 @@ def run_episode(
         if agent.goal_feasible and distance <= task.goal_tolerance and speed <= 2 * task.goal_tolerance:
             status = "reached"
             break
-        at_rest = at_rest + 1 if speed < REST_SPEED else 0
-        if not agent.goal_feasible and at_rest >= 10:
-            status = "infeasible_goal"  # stopped as close as the guardrails allow
+        if not agent.goal_feasible and _stalled(recent):
+            status = "infeasible_goal"  # holding as close as the guardrails allow
             break
         cycle = agent.cycle(obs)
+        if cycle.source == "plan":
+            recent.append(position.copy())
+        else:
+            recent.clear()
         body.command(to_body_action(cycle.action))
         world.advance(period)
         cycles.append(cycle)

@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from amiagent.contracts import CostTerm, Settings
 from amiagent.errors import ConfigError
+from amiagent.plugins.cost.geodesic import FieldLookup, Grid, distance_field, zone_mask
 
 
 class GoalDistance(CostTerm):
-    """Euclidean distance (m) from the chosen state dims to the goal, per step.
+    """Distance (m) from the chosen state dims to the goal, per step.
 
-    The last step is weighted `terminal` times more, so plans prefer to end at
-    the goal rather than pass through it.
+    `metric="euclidean"`: the straight-line distance. `metric="geodesic"` (2-D
+    only): the shortest way around the keep-out zones of the settings, from a
+    grid field rebuilt whenever settings change (see `geodesic.py`); it has no
+    local minimum in front of a zone. The last step is weighted `terminal`
+    times more, so plans prefer to end at the goal rather than pass through it.
     """
 
     @dataclass(frozen=True)
     class Params:
         dims: tuple[int, ...] = (0, 1)
         terminal: float = 1.0
+        metric: str = "euclidean"
+        cell: float = 0.1
+        """Geodesic grid cell size (m)."""
+        inflate: float = 0.35
+        """Zones grow by this much (m) in the geodesic field: body radius plus room to pass."""
+        penalty: float = 10.0
+        """Geodesic cost factor inside zones."""
 
         def __post_init__(self) -> None:
             if not self.dims or self.terminal < 0:
                 raise ConfigError(f"goal_distance: dims must be non-empty and terminal >= 0, got {self}")
+            if self.metric not in ("euclidean", "geodesic"):
+                raise ConfigError(f"goal_distance: metric must be 'euclidean' or 'geodesic', got {self.metric!r}")
+            if self.metric == "geodesic" and (len(self.dims) != 2 or self.cell <= 0 or self.penalty < 1):
+                raise ConfigError("goal_distance: geodesic needs 2 dims, cell > 0 and penalty >= 1")
 
     def __init__(self, params: Params | None = None):
         super().__init__(params)
@@ -39,18 +55,40 @@ class GoalDistance(CostTerm):
         self._goal = goal[self._index]
         self._goal_values = self._goal.tolist()
         self._step_weights = None
+        if self.params.metric == "geodesic":
+            self._field = self._geodesic(settings)
 
     def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         if self._goal is None:
             raise ConfigError("goal_distance: no goal yet; the configurator's settings were never applied")
-        # per-axis planes: much faster on CPU than a norm over a short last dimension
-        dist = torch.sqrt(sum((states[..., i] - g).square() for i, g in zip(self._index, self._goal_values)))
+        if self.params.metric == "geodesic":
+            dist = self._field(states[..., self._index[0]], states[..., self._index[1]])
+        else:
+            # per-axis planes: much faster on CPU than a norm over a short last dimension
+            dist = torch.sqrt(sum((states[..., i] - g).square() for i, g in zip(self._index, self._goal_values)))
         horizon = dist.shape[1]
         if self._step_weights is None or self._step_weights.shape[0] != horizon:
             weights = torch.ones(horizon)
             weights[-1] = self.params.terminal
             self._step_weights = weights
         return dist * self._step_weights
+
+
+    def _geodesic(self, settings: Settings) -> FieldLookup:
+        zones = settings.guardrails.get("keep_out", {})
+        circles, boxes = zones.get("circles", []), zones.get("boxes", [])
+        gx, gy = self._goal_values
+        bounds = settings.guardrails.get("workspace_bounds")
+        if bounds:
+            (x0, y0), (x1, y1) = bounds["low"], bounds["high"]
+        else:  # no workspace given: a square around the goal and zones
+            extent = [abs(v) for z in list(circles) + list(boxes) for v in z[:2]] + [abs(gx), abs(gy)]
+            x0 = y0 = -(max(extent) + 5.0)
+            x1 = y1 = max(extent) + 5.0
+        cell = self.params.cell
+        grid = Grid(x0, y0, cell, max(2, math.ceil((x1 - x0) / cell)), max(2, math.ceil((y1 - y0) / cell)))
+        blocked = zone_mask(grid, circles, boxes, float(zones.get("robot_radius", 0.0)) + self.params.inflate)
+        return FieldLookup(grid, distance_field(grid, (gx, gy), blocked, self.params.penalty))
 
 
 class ActionEffort(CostTerm):

@@ -65,6 +65,12 @@ class PointMass(WorldModel):
         return self._step_index
 
     def brake_action(self, states: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, A): the bounded acceleration that best cancels the velocity in one step."""
+        """(B, D) -> (B, A): decelerate along the velocity, as hard as the per-axis bound allows.
+
+        Braking in a straight line keeps the stopping path on the segment the
+        position guardrails check; it never reverses past zero within a step.
+        """
         vel = states[:, self.params.dims :]
-        return torch.clamp(-vel / self.dt, -self.params.max_accel, self.params.max_accel)
+        peak = vel.abs().amax(dim=1, keepdim=True).clamp_min(1e-9)
+        gain = torch.clamp(self.params.max_accel / peak, max=1.0 / self.dt)
+        return -vel * gain

@@ -1,0 +1,175 @@
+"""The agent cycle: deadlines, fallbacks, plan validation and the safety filter, on a real pybullet body."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from amiagent import registry
+from amiagent.agent import to_body_action
+from amiagent.contracts import Plan
+from amiagent.errors import ConfigError
+from amiagent.runtime.local import build_agent, build_world
+
+MPC = registry.load_class("actor", "mpc")
+
+
+class SlowActor(MPC):
+    """The MPC actor, made late on purpose from a given call on."""
+
+    slow_from = 3
+    delay_s = 0.3
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.calls = 0
+
+    def act(self, state):
+        self.calls += 1
+        if self.calls > self.slow_from:
+            time.sleep(self.delay_s)
+        return super().act(state)
+
+
+class BrokenActor(MPC):
+    """Raises, or returns NaN actions, to exercise the fallbacks."""
+
+    mode = "raise"
+
+    def act(self, state):
+        if self.mode == "raise":
+            raise RuntimeError("planner crashed")
+        plan = super().act(state)
+        return Plan(torch.full_like(plan.actions, float("nan")), plan.states, plan.cost, plan.info)
+
+
+@pytest.fixture
+def register_test_actors():
+    registry.register("actor", "slow", SlowActor)
+    registry.register("actor", "broken", BrokenActor)
+    yield
+    registry.unregister("actor", "slow")
+    registry.unregister("actor", "broken")
+
+
+def _drive(agent, world, cycles):
+    body = world.body
+    out = []
+    for _ in range(cycles):
+        cycle = agent.cycle(body.observe())
+        body.command(to_body_action(cycle.action))
+        world.advance(agent.loop.period)
+        out.append(cycle)
+    return out
+
+
+def _setup(cfg, actor_name, deadline_s, seed=0):
+    cfg["agent"]["actor"]["name"] = actor_name
+    cfg["agent"]["loop"]["deadline_s"] = deadline_s
+    world = build_world(cfg["world"])
+    agent = build_agent(cfg["agent"])
+    agent.start(world.reset(seed), world.body.observe())
+    return agent, world
+
+
+def test_late_plan_is_never_sent(navigator_config, register_test_actors):
+    # the first (warm-up) call counts: plans 1-3 of the episode are on time, the rest late
+    agent, world = _setup(navigator_config, "slow", deadline_s=0.1)
+    SlowActor.slow_from = 4
+    try:
+        cycles = _drive(agent, world, 12)
+        plan_cycles = [c for c in cycles if c.source == "plan"]
+        assert [c.index for c in plan_cycles] == [0, 1, 2]
+        for c in cycles[3:]:
+            assert c.source in ("previous", "stop")
+        # the last valid plan (made at cycle 2) is used for plan_validity - 1 further steps, then braking
+        validity = agent.loop.plan_validity
+        assert [c.source for c in cycles[3 : 2 + validity]] == ["previous"] * (validity - 1)
+        assert all(c.source == "stop" for c in cycles[2 + validity :])
+        assert agent.counters.missed_deadlines >= 5
+        assert sum(agent.counters.sources.values()) == 12
+        assert world.violations() == {k: 0 for k in world.violations()}
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_previous_plan_steps_are_sent_in_order(navigator_config, register_test_actors):
+    agent, world = _setup(navigator_config, "slow", deadline_s=0.1)
+    SlowActor.slow_from = 2
+    try:
+        first = _drive(agent, world, 1)[0]
+        plan_actions = agent._last_plan[1].actions
+        later = _drive(agent, world, 3)
+        assert first.source == "plan"
+        for k, c in enumerate(later, start=1):
+            assert c.source == "previous" and c.missed_deadline
+            if not c.filtered:
+                assert c.action == pytest.approx(tuple(plan_actions[k].tolist()))
+    finally:
+        agent.close()
+        world.close()
+
+
+@pytest.mark.parametrize("mode", ["raise", "nan"])
+def test_broken_planner_falls_back_to_braking(navigator_config, register_test_actors, mode):
+    BrokenActor.mode = mode
+    navigator_config["agent"]["actor"]["name"] = "broken"
+    world = build_world(navigator_config["world"])
+    agent = build_agent(navigator_config["agent"])
+    task = world.reset(0)
+    try:
+        if mode == "raise":
+            with pytest.raises(RuntimeError):  # the warm-up plan surfaces a broken planner at start
+                agent.start(task, world.body.observe())
+            agent.start(task)
+        else:
+            agent.start(task, world.body.observe())
+        world.body.command(to_body_action((1.0, 0.0)))
+        world.advance(0.5)  # moving at 0.5 m/s
+        cycles = _drive(agent, world, 8)
+        assert all(c.source == "stop" for c in cycles)
+        assert agent.counters.planner_errors == 8
+        assert abs(world.body.observe().state[2]) < 1e-6  # braked to rest
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_cycle_before_start_is_an_error(navigator_config):
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        world.reset(0)
+        with pytest.raises(ConfigError, match=r"start\(task\) must be called"):
+            agent.cycle(world.body.observe())
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_memory_records_every_cycle(navigator_config):
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        agent.start(world.reset(1), world.body.observe())
+        cycles = _drive(agent, world, 5)
+        records = agent.modules.memory.recent(10)
+        assert len(records) == 5
+        assert [tuple(r.action.tolist()) for r in records] == [pytest.approx(c.action) for c in cycles]
+    finally:
+        agent.close()
+        agent.close()  # safe twice
+        world.close()
+
+
+def test_bad_loop_settings_fail_at_build(navigator_config):
+    navigator_config["agent"]["loop"]["rate_hz"] = 0
+    with pytest.raises(ConfigError, match="rate_hz must be > 0"):
+        build_agent(navigator_config["agent"])
+    navigator_config["agent"]["loop"]["rate_hz"] = 10
+    navigator_config["agent"]["loop"]["rat_hz"] = 10
+    with pytest.raises(ConfigError, match="unknown key"):
+        build_agent(navigator_config["agent"])
