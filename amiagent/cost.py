@@ -77,9 +77,12 @@ class IntrinsicCost(Cost):
         total = terms.sum(dim=1)
         if self.critic is not None:
             total = total + self.critic_weight * self.critic.value(states[:, -1])
-        violation = states.new_zeros(batch, horizon)
+        violation = None
         for guardrail in self.guardrails.values():
-            violation = violation + guardrail.violation(states, actions)
+            amount = guardrail.violation(states, actions)
+            violation = amount if violation is None else violation + amount
+        if violation is None:
+            violation = states.new_zeros(batch, horizon)
         return CostReport(total=total, terms=terms, names=self.names, violation=violation)
 
     def guardrail_violations(self, states: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:

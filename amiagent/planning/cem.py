@@ -29,11 +29,10 @@ def cem(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Bound
         generator: torch.Generator | None = None) -> Result:
     """Minimise cost over (H, A) action sequences starting from `mean`, `std`."""
     min_std = cfg.min_std * bounds.half_range
-    best = mean.unsqueeze(0)
+    best = mean = bounds.clamp(mean)
     for _ in range(cfg.iterations):
         # sample: row 0 is the current mean, row 1 the best so far, so neither is lost
-        keep = torch.cat([mean.unsqueeze(0), best], dim=0)
-        candidates = sample(mean, std, cfg.samples, bounds, keep, generator)
+        candidates = sample(mean, std, cfg.samples, bounds, (mean, best), generator)
         # score
         states, report = evaluate(candidates)
         order = feasibility_first(report.total, report.violation_total)
@@ -41,6 +40,6 @@ def cem(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Bound
         elites = candidates[order[: cfg.elites]]
         mean = elites.mean(dim=0)
         std = torch.maximum(elites.std(dim=0), min_std)
-        best = candidates[order[:1]]
+        best = candidates[order[0]]
     i = int(order[0])
     return Result(candidates[i], states[i], report.pick(i), mean, std)

@@ -20,13 +20,20 @@ class Bounds:
     low: torch.Tensor
     high: torch.Tensor
 
+    def __post_init__(self) -> None:
+        # the same bound on every axis clamps with scalars, several times faster on CPU
+        uniform = bool((self.low == self.low[0]).all() and (self.high == self.high[0]).all())
+        object.__setattr__(self, "_scalar", (float(self.low[0]), float(self.high[0])) if uniform else None)
+
     @property
     def half_range(self) -> torch.Tensor:
         return (self.high - self.low) / 2
 
     def clamp(self, actions: torch.Tensor) -> torch.Tensor:
         """Clip actions of any leading shape into the box."""
-        return torch.maximum(torch.minimum(actions, self.high), self.low)
+        if self._scalar is not None:
+            return actions.clamp(*self._scalar)
+        return torch.clamp(actions, min=self.low, max=self.high)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ def feasibility_first(total: torch.Tensor, violation: torch.Tensor) -> torch.Ten
     a weighted sum: no cost saving ever buys a violation.
     """
     order = torch.argsort(total)
+    if not bool(violation.any()):
+        return order  # all feasible: cost alone decides
     # infeasible candidates ranked by violation; every feasible one ties at zero
     # and the stable sort keeps them in cost order
     return order[torch.argsort(violation[order], stable=True)]
@@ -67,10 +76,14 @@ def warm_start(previous: torch.Tensor | None, horizon: int, bounds: Bounds) -> t
     return bounds.clamp(shifted[:horizon])
 
 
-def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Bounds, keep: torch.Tensor,
-           generator: torch.Generator | None) -> torch.Tensor:
-    """(n, H, A) candidates around `mean`, inside the bounds; the first rows are `keep` (k, H, A)."""
+def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Bounds,
+           keep: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """(n, H, A) candidates around `mean`, inside the bounds; the first rows are `keep`, each (H, A).
+
+    Kept rows must already lie inside the bounds (a mean of in-bound samples does).
+    """
     noise = torch.randn((n,) + tuple(mean.shape), generator=generator)
-    candidates = bounds.clamp(mean + std * noise)
-    candidates[: keep.shape[0]] = bounds.clamp(keep)
+    candidates = bounds.clamp(torch.addcmul(mean, std, noise))
+    for i, row in enumerate(keep):
+        candidates[i] = row
     return candidates

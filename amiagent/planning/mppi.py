@@ -28,11 +28,10 @@ def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Boun
          generator: torch.Generator | None = None) -> Result:
     """Minimise cost over (H, A) action sequences by exponentially weighted averaging."""
     min_std = cfg.min_std * bounds.half_range
-    best = mean.unsqueeze(0)
+    best = mean = bounds.clamp(mean)
     for _ in range(cfg.iterations):
         # sample
-        keep = torch.cat([mean.unsqueeze(0), best], dim=0)
-        candidates = sample(mean, std, cfg.samples, bounds, keep, generator)
+        candidates = sample(mean, std, cfg.samples, bounds, (mean, best), generator)
         # score: only the best feasibility class gets weight — feasible plans by
         # cost when there are any, otherwise the least-violating by violation
         states, report = evaluate(candidates)
@@ -47,6 +46,6 @@ def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Boun
         mean = (w * candidates).sum(dim=0)
         std = torch.maximum(((w * (candidates - mean).square()).sum(dim=0)).sqrt(), min_std)
         order = feasibility_first(report.total, violation)
-        best = candidates[order[:1]]
+        best = candidates[order[0]]
     i = int(order[0])
     return Result(candidates[i], states[i], report.pick(i), bounds.clamp(mean), std)

@@ -49,7 +49,7 @@ def _check_points(states: torch.Tensor, params: _PositionParams, fractions: torc
     if not params.braking:
         return [p.unsqueeze(0) for p in pos]
     vel = [states[..., n + i] for i in range(n)]
-    speed = torch.sqrt(sum(v * v for v in vel))
+    speed = torch.hypot(*vel) if n == 2 else torch.sqrt(sum(v * v for v in vel))
     scale = speed / (2 * params.max_accel)  # braking displacement = v * |v| / (2 a)
     return [p + fractions * (v * scale) for p, v in zip(pos, vel)]
 
@@ -79,20 +79,25 @@ class KeepOut(Guardrail):
 
     def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x, y = _check_points(states, self.params, _PATH_FRACTIONS)  # (P, B, H) each
-        total = states.new_zeros(states.shape[:2])
+        depths = []
         if len(self._circles):
             c = self._circles.view(-1, 3, 1, 1, 1)  # zones lead, (B, H) planes stay innermost
-            dist = torch.sqrt((x - c[:, 0]).square() + (y - c[:, 1]).square())  # (C, P, B, H)
-            depth = torch.relu(c[:, 2] + self._inflate - dist).amax(dim=1)
-            total = total + depth.sum(dim=0)
+            dist = torch.hypot(x - c[:, 0], y - c[:, 1])  # (C, P, B, H)
+            depths.append(torch.relu((c[:, 2] + self._inflate) - dist))
         if len(self._boxes):
             b = self._boxes.view(-1, 4, 1, 1, 1)
             qx = (x - b[:, 0]).abs() - b[:, 2]  # (K, P, B, H)
             qy = (y - b[:, 1]).abs() - b[:, 3]
-            outside = torch.sqrt(torch.relu(qx).square() + torch.relu(qy).square())
+            outside = torch.hypot(torch.relu(qx), torch.relu(qy))
             inside = torch.clamp(torch.maximum(qx, qy), max=0.0)
-            depth = torch.relu(self._inflate - (outside + inside)).amax(dim=1)
-            total = total + depth.sum(dim=0)
+            depths.append(torch.relu(self._inflate - (outside + inside)))
+        if not depths:
+            return states.new_zeros(states.shape[:2])
+        total = None
+        for depth in depths:  # deepest checked point per zone, summed over zones
+            per_zone = depth[:, 0] if depth.shape[1] == 1 else depth.amax(dim=1)
+            zone_sum = per_zone[0] if per_zone.shape[0] == 1 else per_zone.sum(dim=0)
+            total = zone_sum if total is None else total + zone_sum
         return total
 
 
@@ -146,5 +151,6 @@ class SpeedLimit(Guardrail):
         if self._limit <= 0:
             return states.new_zeros(states.shape[:2])
         n = self.params.dims
-        speed = torch.sqrt(sum(states[..., n + i].square() for i in range(n)))
+        vel = [states[..., n + i] for i in range(n)]
+        speed = torch.hypot(*vel) if n == 2 else torch.sqrt(sum(v * v for v in vel))
         return torch.relu(speed - (self._limit - self.params.margin))

@@ -65,7 +65,8 @@ class GoalDistance(CostTerm):
             dist = self._field(states[..., self._index[0]], states[..., self._index[1]])
         else:
             # per-axis planes: much faster on CPU than a norm over a short last dimension
-            dist = torch.sqrt(sum((states[..., i] - g).square() for i, g in zip(self._index, self._goal_values)))
+            diffs = [states[..., i] - g for i, g in zip(self._index, self._goal_values)]
+            dist = torch.hypot(*diffs) if len(diffs) == 2 else torch.sqrt(sum(d * d for d in diffs))
         horizon = dist.shape[1]
         if self._step_weights is None or self._step_weights.shape[0] != horizon:
             weights = torch.ones(horizon)
@@ -95,4 +96,7 @@ class ActionEffort(CostTerm):
     """Squared action magnitude per step ((m/s^2)^2 for accelerations)."""
 
     def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return sum(actions[..., i].square() for i in range(actions.shape[-1]))
+        if actions.shape[-1] == 2:  # planes: faster on CPU than a sum over a last dimension of 2
+            x, y = actions[..., 0], actions[..., 1]
+            return torch.addcmul(x * x, y, y)
+        return actions.square().sum(dim=-1)

@@ -45,24 +45,49 @@ class PointMass(WorldModel):
         h = p.dt / p.substeps
         # Position gain of a held acceleration over n semi-implicit substeps: h^2 n(n+1)/2.
         self._accel_gain = h * h * p.substeps * (p.substeps + 1) / 2
-        self._step_index = torch.zeros(1, 0, 1)
+        self._cache: tuple = (0, None, None)
+        self._coast_cache: tuple = (None, None, None)
 
     def rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        n, dt = self.params.dims, self.dt
+        n = self.params.dims
         batch, horizon = actions.shape[:2]
-        p0, v0 = states[:, None, :n], states[:, None, n:]  # (B or 1, 1, n)
-        acc_sum = torch.cumsum(actions, dim=1)  # S_k = a_1 + ... + a_k, (B, H, n)
-        out = actions.new_empty(batch, horizon, 2 * n)
-        torch.add(v0, acc_sum, alpha=dt, out=out[..., n:])
-        # p_k = p0 + dt * sum_{j<k} v_j + g S_k, with sum_{j<k} v_j = k v0 + dt sum_{j<k} S_j
-        prev_sums = torch.cumsum(acc_sum, dim=1) - acc_sum
-        out[..., :n] = p0 + dt * self._steps(horizon) * v0 + (dt * dt) * prev_sums + self._accel_gain * acc_sum
-        return out
+        kernel, steps = self._kernel(horizon)
+        # every predicted state is linear in the actions: one matmul over the
+        # (B * n, H) action rows gives positions and velocities, (B, n, 2, H)
+        moved = (actions.mT.reshape(batch * n, horizon) @ kernel).view(batch, n, 2, horizon)
+        start = self._coast(states, horizon, steps)
+        out = actions.new_empty(batch, 2, n, horizon)
+        torch.add(moved.transpose(1, 2), start, out=out)
+        # a (B, H, 2n) view whose (B, H) planes are contiguous: the layout cost terms read fastest
+        return out.view(batch, 2 * n, horizon).mT
 
-    def _steps(self, horizon: int) -> torch.Tensor:
-        if self._step_index.shape[1] != horizon:
-            self._step_index = torch.arange(1, horizon + 1, dtype=torch.float32).view(1, horizon, 1)
-        return self._step_index
+    def _coast(self, states: torch.Tensor, horizon: int, steps: torch.Tensor) -> torch.Tensor:
+        """(B or 1, 2, n, H): positions and velocities if no action were applied.
+
+        A planner rolls out many batches from one start state: the result is
+        kept for the same, unmodified tensor (`_version` counts in-place changes).
+        """
+        key = (id(states), states._version, horizon)
+        if self._coast_cache[0] == key and self._coast_cache[1] is states:
+            return self._coast_cache[2]
+        n = self.params.dims
+        p0, v0 = states[:, :n, None], states[:, n:, None]  # (B or 1, n, 1)
+        coast = torch.stack([p0 + self.dt * v0 * steps, v0.expand(-1, -1, horizon)], dim=1)
+        self._coast_cache = (key, states, coast)
+        return coast
+
+    def _kernel(self, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (H, 2H) step kernel [position | velocity] and the (H,) step numbers 1..H."""
+        if self._cache[0] != horizon:
+            dt = self.dt
+            k = torch.arange(horizon, dtype=torch.float64)
+            lag = k.view(1, -1) - k.view(-1, 1)  # [j, k] = k - j
+            causal = lag >= 0
+            # p_k = p0 + k dt v0 + sum_{j<=k} (dt^2 (k - j) + g) a_j ;  v_k = v0 + dt sum_{j<=k} a_j
+            pos = torch.where(causal, dt * dt * lag + self._accel_gain, 0.0)
+            vel = torch.where(causal, dt, 0.0)
+            self._cache = (horizon, torch.cat([pos, vel], dim=1).float(), (k + 1).float())
+        return self._cache[1], self._cache[2]
 
     def brake_action(self, states: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, A): decelerate along the velocity, as hard as the per-axis bound allows.

@@ -1,0 +1,527 @@
+"""ZeroMQ transport: request/reply (`Server`, `Client`) and streams (`Publisher`, `Subscriber`).
+
+Every frame on the bus is an `amiagent.messages` envelope, validated on both
+ends. Endpoints are `inproc://name` (one process; every socket must share a
+context, hence `default_context()`), `ipc:///path` (one host) or
+`tcp://host:port` (across hosts). A server bound to `tcp://host:0` or
+`tcp://host:*` picks a free port, and one bound to `ipc://*` gets a socket file
+in a fresh temporary directory; `Server.endpoint` gives the resolved address.
+
+Request/reply framing: the client's DEALER sends `[request_id, payload]`; the
+server's ROUTER sees `[identity, request_id, payload]` and answers
+`[identity, request_id, reply]`. A request id is 8 opaque bytes; a plain REQ
+socket also works (its empty delimiter frame plays the request id).
+
+Threads: zmq sockets are not thread-safe, so one I/O thread owns the ROUTER.
+Handlers run on a small pool (`workers`) and hand replies back through an
+inproc PUSH -> PULL pipe that the I/O thread polls; `inline=True` runs the
+handler on the I/O thread itself, which saves a thread hop per request and
+suits handlers that take microseconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
+
+import zmq
+
+from amiagent.errors import BusError, BusTimeout, ConfigError, MessageError, RemoteError
+from amiagent.messages import MAX_FRAME_BYTES, Message, decode, encode
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Message], "tuple[str, Mapping[str, Any] | None]"]
+"""A request handler: request Message -> (reply kind, reply fields)."""
+
+_MAX_ERROR_TEXT = 4000
+_MAX_BACKLOG = 1024  # requests waiting for a worker before the server answers "Busy"
+_STOP = b"stop"
+_TMP_PREFIX = "amiagent-"
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = _SNDMORE | _NOBLOCK
+
+
+def default_context() -> zmq.Context:
+    """The process-wide zmq context, shared so that `inproc://` endpoints connect."""
+    return zmq.Context.instance()
+
+
+def ipc_endpoint(name: str = "bus") -> str:
+    """A fresh `ipc://` endpoint in a new temporary directory (removed by the binder's close)."""
+    return f"ipc://{tempfile.mkdtemp(prefix=_TMP_PREFIX)}/{name}.sock"
+
+
+def _error_reply(kind: str, text: str) -> bytes:
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[: _MAX_ERROR_TEXT - 3] + "..."
+    return encode("error", {"kind": kind[:256], "message": text})
+
+
+def _bound_endpoint(sock: zmq.Socket, endpoint: str) -> tuple[str, str | None]:
+    """Bind `sock`; return the resolved endpoint and the temp dir to remove on close (ipc://*)."""
+    tmpdir = None
+    if endpoint == "ipc://*":  # libzmq's own wildcard lands in the working directory; use /tmp
+        endpoint = ipc_endpoint("server")
+        tmpdir = os.path.dirname(endpoint[len("ipc://") :])
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as e:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise BusError(f"cannot bind {endpoint}: {e}") from e
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT), tmpdir
+
+
+def _remove_ipc(endpoint: str, tmpdir: str | None) -> None:
+    # libzmq leaves the socket file behind; remove it so nothing stale accumulates
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://") :]
+        if path and not path.startswith("@"):  # "@name" is Linux's abstract namespace: no file
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                logger.warning("could not remove ipc file %s: %s", path, e)
+            parent = os.path.dirname(path)  # a directory made by ipc_endpoint(): remove once empty
+            if os.path.basename(parent).startswith(_TMP_PREFIX) and os.path.dirname(parent) == tempfile.gettempdir():
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    pass  # not empty: something else lives there
+    if tmpdir:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- server
+
+
+class Server:
+    """Serves requests on a ROUTER socket bound to `endpoint`.
+
+    `handler(msg) -> (kind, fields)` builds each reply. A request that fails to
+    decode is answered with an `error` reply (kind "MessageError", text naming
+    the field) and never reaches the handler; a handler exception is logged and
+    answered with an `error` reply (kind = exception type name). Neither stops
+    the server. `workers`: handler threads, so one slow request does not hold
+    up other clients; `inline=True` runs the handler on the socket thread
+    instead (fastest, but requests are then handled one at a time).
+    `max_bytes`: request size limit; frames over twice that are cut off by
+    zmq itself (ipc/tcp), so a peer cannot make the server buffer huge frames.
+    `served` / `rejected` count requests (approximate while workers race).
+    Do not call `close()` from inside a handler: it joins the handler threads.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        handler: Handler,
+        *,
+        workers: int = 4,
+        inline: bool = False,
+        context: zmq.Context | None = None,
+        max_bytes: int = MAX_FRAME_BYTES,
+        name: str = "server",
+    ):
+        if not inline and workers < 1:
+            raise ConfigError(f"Server workers must be >= 1 (or inline=True), got {workers}")
+        self._requested = endpoint
+        self._handler = handler
+        self._workers_n = 0 if inline else workers
+        self._ctx = context or default_context()
+        self._max_bytes = max_bytes
+        self._name = name
+        self._endpoint: str | None = None
+        self._tmpdir: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._jobs: queue.SimpleQueue[tuple[bytes, bytes, bytes] | None] = queue.SimpleQueue()
+        self._pipe = f"inproc://amiagent-replies-{uuid.uuid4().hex}"
+        self._lock = threading.Lock()
+        self._state = "new"
+        self.served = 0
+        """Requests answered (including error replies)."""
+        self.rejected = 0
+        """Requests answered with an error reply."""
+
+    @property
+    def endpoint(self) -> str:
+        """The bound address, with any wildcard port or ipc path resolved."""
+        if self._endpoint is None:
+            raise BusError("server not started")
+        return self._endpoint
+
+    def start(self) -> Server:
+        """Bind and start serving; returns self. Binding errors raise BusError here."""
+        with self._lock:
+            if self._state != "new":
+                raise BusError(f"server already {self._state}")
+            router = self._ctx.socket(zmq.ROUTER)
+            router.linger = 0
+            if not self._requested.startswith("inproc://"):
+                router.setsockopt(zmq.MAXMSGSIZE, 2 * self._max_bytes)
+            try:
+                self._endpoint, self._tmpdir = _bound_endpoint(router, self._requested)
+            except BusError:
+                router.close(0)
+                raise
+            pull = self._ctx.socket(zmq.PULL)
+            pull.linger = 0
+            pull.bind(self._pipe)
+            self._wake = self._ctx.socket(zmq.PUSH)  # used only by close(), under the lock
+            self._wake.linger = 0
+            self._wake.connect(self._pipe)
+            io = threading.Thread(
+                target=self._serve, args=(router, pull), name=f"amiagent-{self._name}-io", daemon=True
+            )
+            self._threads = [io] + [
+                threading.Thread(target=self._work, name=f"amiagent-{self._name}-w{i}", daemon=True)
+                for i in range(self._workers_n)
+            ]
+            for thread in self._threads:
+                thread.start()
+            self._state = "running"
+            logger.debug("%s serving on %s", self._name, self._endpoint)
+        return self
+
+    def close(self) -> None:
+        """Stop serving, join all threads, close sockets (linger 0), remove ipc files. Idempotent."""
+        with self._lock:
+            if self._state != "running":
+                self._state = "closed"
+                return
+            self._state = "closed"
+            self._wake.send(_STOP)
+            for thread in self._threads:
+                thread.join()
+            self._wake.close(0)
+            _remove_ipc(self._endpoint or "", self._tmpdir)
+            self._threads = []
+
+    def __enter__(self) -> Server:
+        if self._state == "new":
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the I/O thread owns `router` and `pull`
+    def _serve(self, router: zmq.Socket, pull: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(pull, zmq.POLLIN)
+        inline = self._workers_n == 0
+        try:
+            while True:
+                events = poller.poll()
+                for sock, _ in events:
+                    if sock is pull:
+                        frames = pull.recv_multipart()
+                        if len(frames) == 1:  # the stop signal from close()
+                            return
+                        router.send_multipart(frames)
+                        continue
+                    frames = router.recv_multipart()
+                    if len(frames) != 3:
+                        self._reply_bad_framing(router, frames)
+                    elif inline:
+                        reply = self._handle(frames[2])
+                        router.send(frames[0], _SNDMORE)
+                        router.send(frames[1], _SNDMORE)
+                        router.send(reply)
+                    elif self._jobs.qsize() >= _MAX_BACKLOG:  # shed load rather than queue without bound
+                        self.served += 1
+                        self.rejected += 1
+                        busy = _error_reply("Busy", f"{self._name}: {_MAX_BACKLOG} requests already waiting")
+                        router.send_multipart([frames[0], frames[1], busy])
+                    else:
+                        self._jobs.put((frames[0], frames[1], frames[2]))
+        except Exception:  # a broken I/O thread must be loud, not silent
+            logger.exception("%s: I/O thread failed; server stops answering", self._name)
+        finally:
+            for _ in range(self._workers_n):
+                self._jobs.put(None)
+            for thread in self._threads[1:]:
+                thread.join()
+            router.close(0)
+            pull.close(0)
+
+    def _reply_bad_framing(self, router: zmq.Socket, frames: list[bytes]) -> None:
+        self.served += 1
+        self.rejected += 1
+        text = f"expected frames [request_id, payload], got {len(frames) - 1} frame(s)"
+        logger.warning("%s: bad request: %s", self._name, text)
+        request_id = frames[1] if len(frames) > 2 else b""  # with 2 frames, frames[1] is the payload
+        router.send_multipart([frames[0], request_id, _error_reply("MessageError", text)])
+
+    def _work(self) -> None:
+        push = self._ctx.socket(zmq.PUSH)
+        push.linger = 0
+        push.connect(self._pipe)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                identity, request_id, payload = job
+                reply = self._handle(payload)
+                try:
+                    push.send_multipart([identity, request_id, reply], zmq.NOBLOCK)
+                except zmq.Again:
+                    logger.warning("%s: reply pipe full; reply dropped", self._name)
+        finally:
+            push.close(0)
+
+    def _handle(self, payload: bytes) -> bytes:
+        """Request frame -> reply frame; never raises."""
+        self.served += 1
+        try:
+            request = decode(payload, max_bytes=self._max_bytes)
+        except MessageError as e:
+            self.rejected += 1
+            logger.warning("%s: bad request: %s", self._name, e)
+            return _error_reply("MessageError", str(e))
+        try:
+            kind, fields = self._handler(request)
+        except Exception as e:  # answered, logged with traceback, server keeps going
+            self.rejected += 1
+            logger.exception("%s: handler failed on a %r request", self._name, request.kind)
+            return _error_reply(type(e).__name__, str(e))
+        try:
+            return encode(kind, fields)
+        except MessageError as e:
+            self.rejected += 1
+            logger.error("%s: handler returned an invalid %r reply: %s", self._name, kind, e)
+            return _error_reply("MessageError", f"server built an invalid reply: {e}")
+
+
+# --------------------------------------------------------------------------- client
+
+
+class Client:
+    """Sends requests to a Server over a DEALER socket connected to `endpoint`.
+
+    `timeout`: default seconds to wait for a reply. Thread-safe: a lock
+    serialises requests on the one socket, so concurrent callers wait their
+    turn; give each thread its own Client for parallel requests.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        timeout: float = 1.0,
+        context: zmq.Context | None = None,
+        max_bytes: int = MAX_FRAME_BYTES,
+    ):
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._sock: zmq.Socket | None = (context or default_context()).socket(zmq.DEALER)
+        self._sock.linger = 0
+        self._rcvtimeo = -1
+        try:
+            self._sock.connect(endpoint)
+        except zmq.ZMQError as e:
+            self._sock.close(0)
+            raise BusError(f"cannot connect to {endpoint}: {e}") from e
+
+    def request(
+        self,
+        kind: str,
+        fields: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        expect: str | Collection[str] | None = None,
+    ) -> Message:
+        """Send one request and wait for its reply.
+
+        Raises MessageError if the request is malformed (nothing is sent) or
+        the reply is; BusTimeout after `timeout` s (a reply that comes later is
+        discarded); RemoteError for an `error` reply; MessageError if the reply
+        kind is not in `expect`.
+        """
+        payload = encode(kind, fields)
+        timeout = self.timeout if timeout is None else timeout
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                raise BusError("client is closed")
+            request_id = next(self._ids).to_bytes(8, "little")
+            try:  # plain int flags: send_multipart's enum arithmetic costs microseconds
+                sock.send(request_id, _SNDMORE_NOBLOCK)
+                sock.send(payload, _NOBLOCK)
+            except zmq.Again:  # no peer pipe, or its queue is full: never block the caller
+                raise BusTimeout(f"cannot send {kind!r} to {self.endpoint}: no peer ready") from None
+            except zmq.ZMQError as e:
+                raise BusError(f"cannot send {kind!r} to {self.endpoint}: {e}") from e
+            deadline = time.monotonic() + timeout
+            while True:
+                ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+                if ms != self._rcvtimeo:  # RCVTIMEO + plain recv is cheaper than a poller
+                    sock.rcvtimeo = self._rcvtimeo = ms
+                try:
+                    frames = sock.recv_multipart()
+                except zmq.Again:
+                    raise BusTimeout(f"no reply to {kind!r} from {self.endpoint} within {timeout:g} s") from None
+                except zmq.ZMQError as e:
+                    raise BusError(f"waiting for a reply from {self.endpoint}: {e}") from e
+                if len(frames) == 2 and frames[0] == request_id:
+                    break
+                logger.debug("discarding a late or stray reply on %s", self.endpoint)
+        reply = decode(frames[1], max_bytes=self._max_bytes)
+        if reply.kind == "error":
+            raise RemoteError(reply["kind"], reply["message"])
+        if expect is not None:
+            allowed = (expect,) if isinstance(expect, str) else expect
+            if reply.kind not in allowed:
+                wanted = " or ".join(map(repr, allowed))
+                raise MessageError(f"reply to {kind!r}: expected kind {wanted}, got {reply.kind!r}")
+        return reply
+
+    def close(self) -> None:
+        """Close the socket (linger 0). Idempotent."""
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close(0)
+                self._sock = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class Publisher:
+    """Publishes messages on a PUB socket; `bind=True` binds `endpoint`, else connects.
+
+    Thread-safe (a lock around the socket). PUB never blocks: messages for slow
+    or absent subscribers are dropped by zmq.
+    """
+
+    def __init__(self, endpoint: str, *, bind: bool = True, context: zmq.Context | None = None):
+        self._lock = threading.Lock()
+        self._sock: zmq.Socket | None = (context or default_context()).socket(zmq.PUB)
+        self._sock.linger = 0
+        self._tmpdir = None
+        self._bound = bind
+        try:
+            if bind:
+                self.endpoint, self._tmpdir = _bound_endpoint(self._sock, endpoint)
+            else:
+                self._sock.connect(endpoint)
+                self.endpoint = endpoint
+        except (BusError, zmq.ZMQError) as e:
+            self._sock.close(0)
+            raise BusError(f"publisher on {endpoint}: {e}") from e
+
+    def publish(self, topic: str, kind: str, fields: Mapping[str, Any] | None = None) -> None:
+        """Validate, encode and send one message on `topic`."""
+        payload = encode(kind, fields)
+        with self._lock:
+            if self._sock is None:
+                raise BusError("publisher is closed")
+            self._sock.send_multipart([topic.encode(), payload])
+
+    def close(self) -> None:
+        """Close the socket (linger 0) and remove its ipc file. Idempotent."""
+        with self._lock:
+            if self._sock is None:
+                return
+            self._sock.close(0)
+            self._sock = None
+            if self._bound:
+                _remove_ipc(self.endpoint, self._tmpdir)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Subscriber:
+    """Receives messages from a Publisher; `topics` are zmq prefixes ("" = everything).
+
+    Malformed messages are dropped with a logged warning and counted in
+    `dropped`; they never surface from `recv`. Use from one thread.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        topics: Iterable[str] = ("",),
+        *,
+        bind: bool = False,
+        context: zmq.Context | None = None,
+        max_bytes: int = MAX_FRAME_BYTES,
+    ):
+        self.endpoint = endpoint
+        self.dropped = 0
+        """Malformed messages dropped so far."""
+        self._max_bytes = max_bytes
+        self._sock: zmq.Socket | None = (context or default_context()).socket(zmq.SUB)
+        self._sock.linger = 0
+        if not endpoint.startswith("inproc://"):
+            self._sock.setsockopt(zmq.MAXMSGSIZE, 2 * max_bytes)
+        for topic in topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        try:
+            (self._sock.bind if bind else self._sock.connect)(endpoint)
+        except zmq.ZMQError as e:
+            self._sock.close(0)
+            raise BusError(f"subscriber on {endpoint}: {e}") from e
+
+    def recv(self, timeout: float | None = None) -> tuple[str, Message] | None:
+        """The next valid (topic, message), or None after `timeout` s (None = wait forever).
+
+        Raises BusError only when the subscriber is closed.
+        """
+        sock = self._sock
+        if sock is None:
+            raise BusError("subscriber is closed")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+            try:
+                if not sock.poll(ms):
+                    return None
+                frames = sock.recv_multipart()
+            except zmq.ZMQError as e:  # e.g. the context was terminated under us
+                raise BusError(f"subscriber on {self.endpoint}: {e}") from e
+            try:
+                if len(frames) != 2:
+                    raise MessageError(f"expected frames [topic, payload], got {len(frames)} frame(s)")
+                topic = frames[0].decode("utf-8")
+                return topic, decode(frames[1], max_bytes=self._max_bytes)
+            except (MessageError, UnicodeDecodeError) as e:
+                self.dropped += 1
+                logger.warning("subscriber on %s dropped a malformed message: %s", self.endpoint, e)
+
+    def close(self) -> None:
+        """Close the socket (linger 0). Idempotent."""
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""The command line: `amiagent run` end to end, `plugins`, `check`, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AMIAGENT = [sys.executable, "-m", "amiagent.cli"]
+
+
+def _run(*args, cwd=None, timeout=300):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*AMIAGENT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_run_writes_summary_trajectory_and_plot(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _run("run", "agent=navigator", "world=open_field", "runtime=local", "seed=3", f"run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    assert "navigator in open_field" in proc.stdout and "success 100%" in proc.stdout
+    assert "cycle p50/p99" in proc.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    episode = summary["episodes"][0]
+    assert episode["status"] == "reached" and episode["total_violations"] == 0
+    assert episode["cycle_ms_p50"] > 0 and "missed_deadlines" in episode
+    lines = (run_dir / "trajectory.csv").read_text().splitlines()
+    assert lines[0].startswith("episode,cycle,t,x,y,vx,vy,ax,ay")
+    assert len(lines) == episode["steps"] + 1
+    png = (run_dir / "path.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "world:" in (run_dir / "config.yaml").read_text()
+
+
+def test_run_cfg_prints_composed_config():
+    proc = _run("run", "world=two_rooms", "agent.actor.params.samples=64", "--cfg")
+    assert proc.returncode == 0, proc.stderr
+    assert "name: two_rooms" in proc.stdout and "samples: 64" in proc.stdout
+
+
+def test_unknown_config_option_is_a_clear_error():
+    proc = _run("run", "world=moon")
+    assert proc.returncode == 2
+    assert "Could not find 'world/moon'" in proc.stdout and "open_field" in proc.stdout
+
+
+def test_bad_plugin_parameter_is_a_clear_error(tmp_path):
+    proc = _run("run", "+agent.world_model.params.mass=3", f"run_dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "unknown parameter(s) mass" in proc.stdout and "Valid parameters" in proc.stdout
+
+
+def test_plugins_lists_first_party_plugins():
+    proc = _run("plugins")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("point_mass", "keep_out", "speed_limit", "workspace_bounds", "open_field", "two_rooms", "mpc"):
+        assert name in proc.stdout
+
+
+def test_check_command_runs_the_contract_checker():
+    proc = _run("check", "world_model", "point_mass")
+    assert proc.returncode == 0, proc.stdout
+    assert "passes the world_model contract checks" in proc.stdout
+    proc = _run("check", "world_model", "pointmass")
+    assert proc.returncode == 2 and "Did you mean 'point_mass'" in proc.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "amiagent"
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "run" in proc.stdout and "bench" in proc.stdout
