@@ -45,10 +45,11 @@ def _check_points(states: torch.Tensor, params: _PositionParams, fractions: torc
     broadcasts whose innermost dimension is 2 than on (B, H) planes.
     """
     n = params.dims
-    pos = [states[..., i] for i in range(n)]
+    planes = states.unbind(-1)
+    pos = planes[:n]
     if not params.braking:
         return [p.unsqueeze(0) for p in pos]
-    vel = [states[..., n + i] for i in range(n)]
+    vel = planes[n : 2 * n]
     speed = torch.hypot(*vel) if n == 2 else torch.sqrt(sum(v * v for v in vel))
     scale = speed / (2 * params.max_accel)  # braking displacement = v * |v| / (2 a)
     return [p + fractions * (v * scale) for p, v in zip(pos, vel)]
@@ -151,6 +152,6 @@ class SpeedLimit(Guardrail):
         if self._limit <= 0:
             return states.new_zeros(states.shape[:2])
         n = self.params.dims
-        vel = [states[..., n + i] for i in range(n)]
+        vel = states.unbind(-1)[n : 2 * n]
         speed = torch.hypot(*vel) if n == 2 else torch.sqrt(sum(v * v for v in vel))
         return torch.relu(speed - (self._limit - self.params.margin))

@@ -62,10 +62,12 @@ class GoalDistance(CostTerm):
         if self._goal is None:
             raise ConfigError("goal_distance: no goal yet; the configurator's settings were never applied")
         if self.params.metric == "geodesic":
-            dist = self._field(states[..., self._index[0]], states[..., self._index[1]])
+            planes = states.unbind(-1)
+            dist = self._field(planes[self._index[0]], planes[self._index[1]])
         else:
             # per-axis planes: much faster on CPU than a norm over a short last dimension
-            diffs = [states[..., i] - g for i, g in zip(self._index, self._goal_values)]
+            planes = states.unbind(-1)
+            diffs = [planes[i] - g for i, g in zip(self._index, self._goal_values)]
             dist = torch.hypot(*diffs) if len(diffs) == 2 else torch.sqrt(sum(d * d for d in diffs))
         horizon = dist.shape[1]
         if self._step_weights is None or self._step_weights.shape[0] != horizon:
@@ -97,6 +99,6 @@ class ActionEffort(CostTerm):
 
     def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         if actions.shape[-1] == 2:  # planes: faster on CPU than a sum over a last dimension of 2
-            x, y = actions[..., 0], actions[..., 1]
+            x, y = actions.unbind(-1)
             return torch.addcmul(x * x, y, y)
         return actions.square().sum(dim=-1)

@@ -52,12 +52,10 @@ class PointMass(WorldModel):
         n = self.params.dims
         batch, horizon = actions.shape[:2]
         kernel, steps = self._kernel(horizon)
-        # every predicted state is linear in the actions: one matmul over the
-        # (B * n, H) action rows gives positions and velocities, (B, n, 2, H)
-        moved = (actions.mT.reshape(batch * n, horizon) @ kernel).view(batch, n, 2, horizon)
-        start = self._coast(states, horizon, steps)
-        out = actions.new_empty(batch, 2, n, horizon)
-        torch.add(moved.transpose(1, 2), start, out=out)
+        # every predicted state is linear in the actions: one matmul of the
+        # (B, H * n) actions gives (B, 2, n, H) = (position | velocity, axis, step)
+        out = (actions.reshape(batch, horizon * n) @ kernel).view(batch, 2, n, horizon)
+        out += self._coast(states, horizon, steps)
         # a (B, H, 2n) view whose (B, H) planes are contiguous: the layout cost terms read fastest
         return out.view(batch, 2 * n, horizon).mT
 
@@ -77,16 +75,19 @@ class PointMass(WorldModel):
         return coast
 
     def _kernel(self, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (H, 2H) step kernel [position | velocity] and the (H,) step numbers 1..H."""
+        """The (H n, 2 n H) kernel from actions (step, axis) to states (kind, axis, step), and steps 1..H."""
         if self._cache[0] != horizon:
-            dt = self.dt
+            dt, n = self.dt, self.params.dims
             k = torch.arange(horizon, dtype=torch.float64)
             lag = k.view(1, -1) - k.view(-1, 1)  # [j, k] = k - j
             causal = lag >= 0
             # p_k = p0 + k dt v0 + sum_{j<=k} (dt^2 (k - j) + g) a_j ;  v_k = v0 + dt sum_{j<=k} a_j
             pos = torch.where(causal, dt * dt * lag + self._accel_gain, 0.0)
             vel = torch.where(causal, dt, 0.0)
-            self._cache = (horizon, torch.cat([pos, vel], dim=1).float(), (k + 1).float())
+            per_kind = torch.stack([pos, vel])  # (2, H_j, H_k)
+            # axes do not mix: [j, a, kind, b, k] = per_kind[kind, j, k] * (a == b)
+            kernel = torch.einsum("cjk,ab->jacbk", per_kind, torch.eye(n, dtype=torch.float64))
+            self._cache = (horizon, kernel.reshape(horizon * n, 2 * n * horizon).float(), (k + 1).float())
         return self._cache[1], self._cache[2]
 
     def brake_action(self, states: torch.Tensor) -> torch.Tensor:
