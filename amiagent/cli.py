@@ -52,6 +52,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     episodes, layouts = [], []
     world = build_world(cfg["world"])
     agent = build_agent(cfg["agent"])
+    telemetry = None
+    if cfg["runtime"].get("telemetry"):
+        from amiagent.telemetry import TelemetryPublisher
+
+        telemetry = TelemetryPublisher(cfg["runtime"]["telemetry"], agent_name)
+        console.print(f"telemetry on {telemetry.endpoint}, topic {telemetry.topic}")
     try:
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -65,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 def on_cycle(c, bar=bar):
                     progress.update(bar, advance=1, status=f"{c.source:8s} {c.plan_ms:5.1f} ms/plan")
+                    if telemetry is not None:
+                        telemetry(c)
 
                 episode = run_episode(agent, world, seed, realtime=cfg["realtime"], on_cycle=on_cycle)
                 progress.update(bar, total=episode.steps, completed=episode.steps, status=episode.status)
@@ -73,11 +81,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         agent.close()
         world.close()
+        if telemetry is not None:
+            telemetry.close()
 
     summary = write_run(run_dir, to_yaml(cfg), episodes, layouts, plot=cfg["plot"])
     table = Table(title=f"{agent_name} in {world_name} ({runtime} runtime)")
-    for col in ("seed", "status", "steps", "violations", "final dist (m)", "cycle p50/p99 (ms)", "missed", "filtered"):
-        table.add_column(col, justify="right")
+    for col in ("seed", "status", "steps", "violations", "dist m", "cycle ms p50/p99", "missed", "filtered"):
+        table.add_column(col, justify="right", no_wrap=True)
     for e in episodes:
         s = e.summary()
         table.add_row(

@@ -28,7 +28,11 @@ import logging
 from typing import Any
 
 import numpy as np
-import pybullet as p
+
+from amiagent.sim.quiet import c_output_silenced
+
+with c_output_silenced():  # pybullet prints its build time on import
+    import pybullet as p
 
 from amiagent.contracts import Body, Observation
 from amiagent.errors import BodyError

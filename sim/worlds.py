@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-import pybullet as p
-from pybullet_utils.bullet_client import BulletClient
+
+from amiagent.sim.quiet import c_output_silenced
+
+with c_output_silenced():  # pybullet prints its build time on import
+    import pybullet as p
+    from pybullet_utils.bullet_client import BulletClient
 
 from amiagent.contracts import Task, World, WorldLayout
 from amiagent.errors import AmiagentError, ConfigError
@@ -124,7 +128,8 @@ class PybulletWorld(World):
                 mode = p.GUI
             else:
                 log.warning("%s: gui=True but no DISPLAY is set; running headless (DIRECT)", self.name)
-        self.client = BulletClient(connection_mode=mode)
+        with c_output_silenced():  # connecting prints `argv[0]=`
+            self.client = BulletClient(connection_mode=mode)
         self._gui = mode == p.GUI
         self._connected = True
         self.dt = float(prm.control_dt)

@@ -24,7 +24,7 @@ def test_run_writes_summary_trajectory_and_plot(tmp_path):
     proc = _run("run", "agent=navigator", "world=open_field", "runtime=local", "seed=3", f"run_dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
     assert "navigator in open_field" in proc.stdout and "success 100%" in proc.stdout
-    assert "cycle p50/p99" in proc.stdout
+    assert "cycle ms p50/p99" in proc.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     episode = summary["episodes"][0]
     assert episode["status"] == "reached" and episode["total_violations"] == 0
