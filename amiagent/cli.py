@@ -25,7 +25,10 @@ log = logging.getLogger("amiagent")
 def _console():
     from rich.console import Console
 
-    return Console()
+    console = Console()
+    if not console.is_terminal:  # piped or logged: rich would assume 80 columns and clip the tables
+        console = Console(width=120)
+    return console
 
 
 def cmd_run(args: argparse.Namespace) -> int:

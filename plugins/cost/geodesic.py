@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _NEIGHBOURS = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
 
@@ -81,21 +82,17 @@ class FieldLookup:
 
     def __init__(self, grid: Grid, field: np.ndarray):
         self.grid = grid
-        self.field = torch.as_tensor(field, dtype=torch.float32).reshape(-1)
+        # grid_sample wants (N, C, rows=y, cols=x)
+        self.image = torch.as_tensor(field.T, dtype=torch.float32).contiguous().view(1, 1, grid.ny, grid.nx)
+        # cell centres span [lo, hi]; grid_sample's align_corners=True maps them to [-1, 1]
+        self._lo = (grid.x0 + 0.5 * grid.cell, grid.y0 + 0.5 * grid.cell)
+        self._hi = (grid.x0 + (grid.nx - 0.5) * grid.cell, grid.y0 + (grid.ny - 0.5) * grid.cell)
+        self._scale = (2 / (self._hi[0] - self._lo[0]), 2 / (self._hi[1] - self._lo[1]))
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        g = self.grid
-        # continuous cell coordinates, clamped to the span of cell centres
-        u = ((x - g.x0) / g.cell - 0.5).clamp(0, g.nx - 1 - 1e-4)
-        v = ((y - g.y0) / g.cell - 0.5).clamp(0, g.ny - 1 - 1e-4)
-        i, j = u.floor(), v.floor()
-        fu, fv = u - i, v - j
-        base = (i * g.ny + j).long()
-        f = self.field
-        f00, f01 = f[base], f[base + 1]
-        f10, f11 = f[base + g.ny], f[base + g.ny + 1]
-        value = (f00 * (1 - fv) + f01 * fv) * (1 - fu) + (f10 * (1 - fv) + f11 * fv) * fu
+        (x0, y0), (x1, y1) = self._lo, self._hi
+        cx, cy = x.clamp(x0, x1), y.clamp(y0, y1)
+        where = torch.stack([(cx - x0) * self._scale[0] - 1, (cy - y0) * self._scale[1] - 1], dim=-1)
+        value = F.grid_sample(self.image, where.view(1, -1, 1, 2), mode="bilinear", align_corners=True)
         # beyond the grid: add the distance back to its edge
-        cx = (x - g.x0 - (u + 0.5) * g.cell).abs()
-        cy = (y - g.y0 - (v + 0.5) * g.cell).abs()
-        return value + torch.sqrt(cx * cx + cy * cy)
+        return value.view(x.shape) + torch.hypot(x - cx, y - cy)
