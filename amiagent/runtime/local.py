@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # safe place it can find.
 STALL_CYCLES = 20
 STALL_RADIUS = 0.15
+# A goal counts as reached within its tolerance at no more than this speed (m/s).
+ARRIVAL_SPEED = 0.25
 # Seconds of braking after an episode ends, still watched for violations.
 SETTLE_S = 1.0
 
@@ -167,7 +169,7 @@ def run_episode(
         position, velocity = obs.state[: len(goal)], obs.state[len(goal) : 2 * len(goal)]
         distance = float(np.linalg.norm(position - goal))
         speed = float(np.linalg.norm(velocity))
-        if agent.goal_feasible and distance <= task.goal_tolerance and speed <= 2 * task.goal_tolerance:
+        if agent.goal_feasible and distance <= task.goal_tolerance and speed <= ARRIVAL_SPEED:
             status = "reached"
             break
         if not agent.goal_feasible and _stalled(recent):
