@@ -41,30 +41,36 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("plan", "previous", "mode1", "stop")
 
+SHARED_MODULES = object()
+"""Default of `Agent(safety=...)`: a safety filter over the agent's own world model and cost."""
+
 
 @dataclass(frozen=True)
 class LoopConfig:
     """Timing of the agent cycle.
 
     `rate_hz`: control rate. `deadline_s`: time a plan may take from the start
-    of the cycle (default: 80% of the period). `plan_validity`: how many
-    steps of a plan may still be used after it was made. `safety`: run the
-    safety filter (turn off only to measure what it prevents).
+    of the cycle, at most one period (default: 80% of the period).
+    `plan_validity`: how many steps of a plan may still be used after it was made.
     """
 
     rate_hz: float = 10.0
     deadline_s: float | None = None
     plan_validity: int = 5
-    safety: bool = True
-    safety_directions: int = 8
 
     def __post_init__(self) -> None:
-        if not self.rate_hz > 0:
-            raise ConfigError(f"agent.rate_hz must be > 0, got {self.rate_hz}")
-        if self.deadline_s is not None and not self.deadline_s > 0:
-            raise ConfigError(f"agent.deadline_s must be > 0 or null, got {self.deadline_s}")
-        if self.plan_validity < 1:
-            raise ConfigError(f"agent.plan_validity must be >= 1, got {self.plan_validity}")
+        if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, (int, float)) or not self.rate_hz > 0:
+            raise ConfigError(f"agent.loop.rate_hz must be a number > 0, got {self.rate_hz!r}")
+        if self.deadline_s is not None:
+            if isinstance(self.deadline_s, bool) or not isinstance(self.deadline_s, (int, float)):
+                raise ConfigError(f"agent.loop.deadline_s must be a number or null, got {self.deadline_s!r}")
+            if not 0 < self.deadline_s <= self.period:
+                raise ConfigError(
+                    f"agent.loop.deadline_s must be > 0 and at most one control period ({self.period:g} s), "
+                    f"got {self.deadline_s!r}"
+                )
+        if isinstance(self.plan_validity, bool) or not isinstance(self.plan_validity, int) or self.plan_validity < 1:
+            raise ConfigError(f"agent.loop.plan_validity must be an integer >= 1, got {self.plan_validity!r}")
 
     @property
     def period(self) -> float:
@@ -108,6 +114,8 @@ class Cycle:
     cost: float
     predicted_violation: float
     filter_reason: str = ""
+    halt: bool = False
+    """No valid action could be formed: the body must be stopped instead of commanded."""
 
 
 @dataclass
@@ -118,19 +126,32 @@ class Counters:
     missed_deadlines: int = 0
     filtered: int = 0
     planner_errors: int = 0
+    safety_errors: int = 0
     sources: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCES, 0))
 
 
 class Agent:
-    """Runs the cycle over a set of modules. One agent drives one body."""
+    """Runs the cycle over a set of modules. One agent drives one body.
 
-    def __init__(self, modules: Modules, loop: LoopConfig | None = None):
+    Plans are made on a worker thread while the cycle goes on: a late plan can
+    still be running while the next cycle encodes and filters. Give the safety
+    filter its own world model and cost (as `build_agent` does) or make sure
+    the shared ones tolerate being called from two threads at once.
+    `safety=None` turns the filter off (for measuring what it prevents only).
+    """
+
+    def __init__(self, modules: Modules, loop: LoopConfig | None = None,
+                 safety: SafetyFilter | None | object = SHARED_MODULES):
         self.modules = modules
         self.loop = loop or LoopConfig()
         modules.actor.bind(modules.world_model, modules.cost)
         if modules.mode1 is not None:
             modules.mode1.bind(modules.world_model, modules.cost)
-        self.safety = SafetyFilter(modules.world_model, modules.cost, directions=self.loop.safety_directions)
+        if safety is SHARED_MODULES:
+            safety = SafetyFilter(modules.world_model, modules.cost)
+        if safety is None:
+            log.warning("the safety filter is off: actions reach the body without a last guardrail check")
+        self.safety = safety
         self.settings: Settings | None = None
         self.goal_feasible = True
         self.counters = Counters()
@@ -152,22 +173,36 @@ class Agent:
         for module in self.modules.all():
             module.activate()
         self.counters = Counters()
-        self._drop_pending()
-        self._last_plan = None
         if obs is not None:
             state = self.modules.perception.encode(obs)
             self._executor.submit(self.modules.actor.act, state).result()
         self.modules.actor.reset()
         self.goal_feasible = self._goal_is_feasible(settings)
         if not self.goal_feasible:
-            log.warning("goal %s lies where a guardrail forbids the body to be: it is infeasible", settings.goal)
+            goal = ", ".join(f"{g:.3f}" for g in task.goal)
+            log.warning("goal (%s) lies where a guardrail forbids the body to be: it is infeasible", goal)
         return settings
 
     def apply(self, settings: Settings) -> None:
-        """Hand new settings to every module (between cycles)."""
+        """Hand new settings to every module (between cycles).
+
+        A plan in flight is waited for and dropped, and so is the last plan:
+        no cycle mixes old and new settings.
+        """
+        state_dim = self.modules.world_model.state_dim
+        if len(settings.goal) != state_dim:
+            raise ConfigError(
+                f"settings.goal has {len(settings.goal)} values but the world model's state has {state_dim}: "
+                "make the configurator's state_dim match the world model"
+            )
+        self._drop_pending()
+        self._last_plan = None
         for module in self.modules.all():
             module.apply(settings)
-        self.safety.horizon = settings.horizon
+        if self.safety is not None and self.safety.cost is not self.modules.cost:
+            self.safety.apply(settings)  # its own modules; shared ones have just been configured
+        if self.safety is not None:
+            self.safety.horizon = settings.horizon
         self.settings = settings
 
     def close(self) -> None:
@@ -208,11 +243,10 @@ class Agent:
 
         plan, missed = self._plan(index, state, started)
         action, source = self._choose(index, state, plan)
-        if self.loop.safety:
-            verdict = self.safety.filter(state, action)
-            action, filtered, reason = verdict.action, verdict.filtered, verdict.reason
-        else:
-            filtered, reason = False, ""
+        action, filtered, reason = self._filter(state, action)
+        halt = action is None
+        if halt:  # not even braking gave a valid action: the body is told to stop
+            action, source = torch.zeros(self.modules.world_model.action_dim), "stop"
         self.counters.filtered += int(filtered)
         self.counters.sources[source] += 1
 
@@ -232,30 +266,34 @@ class Agent:
             cost=cost,
             predicted_violation=violation,
             filter_reason=reason,
+            halt=halt,
         )
 
     def _plan(self, index: int, state: torch.Tensor, started: float) -> tuple[Plan | None, bool]:
-        """Ask the actor for a plan; None when it is late, stale or broken."""
+        """Ask the actor for a plan; None when it is late, broken or invalid. Also says if it was late."""
         actor = self.modules.mode1 if self.settings.mode == "mode1" and self.modules.mode1 else self.modules.actor
         if self._pending is None:
             self._pending = (index, self._executor.submit(actor.act, state))
-        asked_at, future = self._pending
-        remaining = self.loop.deadline - (time.perf_counter() - started)
-        try:
-            plan = future.result(timeout=max(remaining, 0.0))
-        except cf.TimeoutError:
-            self.counters.missed_deadlines += 1
-            return None, True  # still in flight: its result will be stale and dropped
-        except Exception:
-            self._pending = None
-            self.counters.planner_errors += 1
-            log.exception("the actor failed; falling back")
-            return None, False
+        while True:
+            asked_at, future = self._pending
+            remaining = self.loop.deadline - (time.perf_counter() - started)
+            try:
+                plan = future.result(timeout=max(remaining, 0.0))
+            except cf.TimeoutError:
+                self.counters.missed_deadlines += 1
+                return None, True  # still in flight: when it ends it will be stale and dropped
+            except Exception:
+                self._pending = None
+                self.counters.planner_errors += 1
+                log.exception("the actor failed; falling back")
+                return None, False
+            if asked_at == index:
+                break
+            # a late plan from an older state finished: drop it, plan afresh with the time left
+            self._pending = (index, self._executor.submit(actor.act, state))
         self._pending = None
-        if asked_at != index:
-            return None, False  # planned from an older state than the one in hand
         try:
-            self._validate(plan)
+            self._validate(plan.actions, "plan.actions", min_steps=1)
         except ContractError as exc:
             self.counters.planner_errors += 1
             log.error("discarding an invalid plan: %s", exc)
@@ -263,15 +301,19 @@ class Agent:
         self._last_plan = (index, plan)
         return plan, False
 
-    def _validate(self, plan: Plan) -> None:
+    def _validate(self, actions: torch.Tensor, what: str, min_steps: int = 0) -> None:
+        """Raise ContractError unless `actions` is a finite, in-bounds (.., A) tensor."""
         wm = self.modules.world_model
-        actions = plan.actions
-        if actions.ndim != 2 or actions.shape[1] != wm.action_dim:
-            raise ContractError(f"plan.actions must be (H, {wm.action_dim}), got {tuple(actions.shape)}")
+        if not isinstance(actions, torch.Tensor):
+            raise ContractError(f"{what} must be a torch.Tensor, got {type(actions).__name__}")
+        if actions.ndim < 1 or actions.shape[-1] != wm.action_dim:
+            raise ContractError(f"{what} must end in the action dimension {wm.action_dim}, got {tuple(actions.shape)}")
+        if actions.ndim == 2 and actions.shape[0] < min_steps:
+            raise ContractError(f"{what} must hold at least {min_steps} step(s), got {actions.shape[0]}")
         if not bool(torch.isfinite(actions).all()):
-            raise ContractError("plan.actions holds non-finite values")
+            raise ContractError(f"{what} holds non-finite values")
         if bool((actions < wm.action_low - 1e-6).any() or (actions > wm.action_high + 1e-6).any()):
-            raise ContractError("plan.actions leave the world model's action bounds")
+            raise ContractError(f"{what} leaves the world model's action bounds")
 
     def _choose(self, index: int, state: torch.Tensor, plan: Plan | None) -> tuple[torch.Tensor, str]:
         """The action before filtering, and where it came from."""
@@ -284,10 +326,45 @@ class Agent:
                 return last.actions[step], "previous"
         if self.modules.mode1 is not None and self.settings.mode != "mode1":
             try:
-                return self.modules.mode1.act(state).actions[0], "mode1"
+                action = self.modules.mode1.act(state).actions[0]
+                self._validate(action, "mode1 action")
+                return action, "mode1"
             except Exception:
                 log.exception("the Mode-1 policy failed; braking")
         return self.modules.world_model.brake_action(state)[0], "stop"
+
+    def _filter(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor | None, bool, str]:
+        """The action that may reach the body (None: none valid), whether it was replaced, and why."""
+        try:
+            self._validate(action, "action")
+        except ContractError as exc:
+            action, replaced, reason = self._brake(state), True, f"{exc}: braking"
+        else:
+            replaced, reason = False, ""
+        if self.safety is not None and action is not None:
+            try:
+                verdict = self.safety.filter(state, action)
+                action, replaced, reason = verdict.action, replaced or verdict.filtered, verdict.reason or reason
+            except Exception:
+                self.counters.safety_errors += 1
+                log.exception("the safety filter failed; braking")
+                action, replaced, reason = self._brake(state), True, "safety filter failed: braking"
+        if action is not None:
+            try:
+                self._validate(action, "filtered action")
+            except ContractError as exc:
+                log.error("no valid action (%s): stopping the body", exc)
+                return None, True, f"{exc}: stop"
+        return action, replaced, reason
+
+    def _brake(self, state: torch.Tensor) -> torch.Tensor | None:
+        try:
+            action = self.modules.world_model.brake_action(state)[0]
+            self._validate(action, "brake action")
+            return action
+        except Exception:
+            log.exception("the world model cannot brake from this state")
+            return None
 
 
 def to_body_action(action: tuple[float, ...]) -> np.ndarray:

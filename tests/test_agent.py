@@ -11,7 +11,7 @@ from amiagent import registry
 from amiagent.agent import to_body_action
 from amiagent.contracts import Plan
 from amiagent.errors import ConfigError
-from amiagent.runtime.local import build_agent, build_world
+from amiagent.build import build_agent, build_world
 
 MPC = registry.load_class("actor", "mpc")
 
@@ -20,7 +20,7 @@ class SlowActor(MPC):
     """The MPC actor, made late on purpose from a given call on."""
 
     slow_from = 3
-    delay_s = 0.3
+    delay_s = 2.0  # far beyond the deadline, so a slow plan never lands within a later cycle's wait
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -52,6 +52,7 @@ def register_test_actors():
     yield
     registry.unregister("actor", "slow")
     registry.unregister("actor", "broken")
+    SlowActor.slow_from, BrokenActor.mode = 3, "raise"
 
 
 def _drive(agent, world, cycles):
@@ -165,11 +166,89 @@ def test_memory_records_every_cycle(navigator_config):
         world.close()
 
 
-def test_bad_loop_settings_fail_at_build(navigator_config):
-    navigator_config["agent"]["loop"]["rate_hz"] = 0
-    with pytest.raises(ConfigError, match="rate_hz must be > 0"):
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("rate_hz", 0, "agent.loop.rate_hz must be a number > 0"),
+    ("rate_hz", "fast", "agent.loop.rate_hz must be a number > 0"),
+    ("deadline_s", 5.0, r"at most one control period \(0.1 s\)"),
+    ("plan_validity", "abc", "plan_validity must be an integer >= 1"),
+    ("rat_hz", 10, r"agent.loop: unknown key\(s\) \['rat_hz'\]"),
+])
+def test_bad_loop_settings_fail_at_build(navigator_config, key, value, message):
+    navigator_config["agent"]["loop"][key] = value
+    with pytest.raises(ConfigError, match=message):
         build_agent(navigator_config["agent"])
-    navigator_config["agent"]["loop"]["rate_hz"] = 10
-    navigator_config["agent"]["loop"]["rat_hz"] = 10
-    with pytest.raises(ConfigError, match="unknown key"):
-        build_agent(navigator_config["agent"])
+
+
+class _ExplodingFilter:
+    """A safety filter that fails, to check the cycle brakes instead of crashing."""
+
+    horizon = 16
+    cost = None
+
+    def apply(self, settings):
+        pass
+
+    def filter(self, state, action):
+        raise RuntimeError("filter bug")
+
+
+def test_failing_safety_filter_brakes(navigator_config):
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        agent.start(world.reset(0), world.body.observe())
+        world.body.command(to_body_action((1.0, 0.5)))
+        world.advance(0.5)
+        agent.safety = _ExplodingFilter()
+        cycle = _drive(agent, world, 1)[0]
+        state = torch.tensor([cycle.state])
+        expected = agent.modules.world_model.brake_action(state)[0]
+        assert cycle.filtered and cycle.filter_reason == "safety filter failed: braking"
+        assert cycle.action == pytest.approx(tuple(expected.tolist()))
+        assert agent.counters.safety_errors == 1
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_non_finite_state_halts_the_body(navigator_config):
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        task = world.reset(0)
+        agent.start(task)
+        obs = world.body.observe()
+        broken = type(obs)(t=obs.t, state=obs.state * float("nan"))
+        cycle = agent.cycle(broken)  # NaN state: no plan, no brake, nothing valid to send
+        assert cycle.halt and cycle.source == "stop"
+        assert all(a == 0.0 for a in cycle.action)
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_new_settings_drop_the_last_plan(navigator_config):
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        task = world.reset(0)
+        agent.start(task, world.body.observe())
+        _drive(agent, world, 2)
+        assert agent._last_plan is not None
+        agent.apply(agent.modules.configurator.configure(task))
+        assert agent._last_plan is None and agent._pending is None
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_settings_goal_must_fit_the_state(navigator_config):
+    navigator_config["agent"]["configurator"]["params"]["state_dim"] = 3
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        with pytest.raises(ConfigError, match="settings.goal has 3 values but the world model's state has 4"):
+            agent.start(world.reset(0))
+    finally:
+        agent.close()
+        world.close()

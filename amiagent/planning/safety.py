@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from amiagent.contracts import Cost, WorldModel
+from amiagent.contracts import Cost, Settings, WorldModel
+from amiagent.errors import ConfigError, GuardrailError
 from amiagent.planning.common import Bounds
 
 
@@ -33,11 +34,19 @@ class SafetyFilter:
     """
 
     def __init__(self, world_model: WorldModel, cost: Cost, horizon: int = 16, directions: int = 8):
+        if directions < 0 or horizon < 1:
+            raise ConfigError(f"safety filter: directions >= 0 and horizon >= 1 required, got {directions}, {horizon}")
         self.world_model = world_model
         self.cost = cost
         self.horizon = horizon
         self.bounds = Bounds(world_model.action_low, world_model.action_high)
         self._directions = self._unit_directions(world_model.action_dim, directions)
+
+    def apply(self, settings: Settings) -> None:
+        """Configure the filter's own world model and cost (when it has its own)."""
+        self.world_model.apply(settings)
+        self.cost.apply(settings)
+        self.horizon = settings.horizon
 
     @staticmethod
     def _unit_directions(action_dim: int, count: int) -> torch.Tensor:
@@ -71,7 +80,9 @@ class SafetyFilter:
         """The action to send for `state` (1, D) given the proposed `action` (A,)."""
         action = self.bounds.clamp(action)
         firsts = self.candidates(state, action)
-        violation = self.check(state, firsts)
+        # a NaN anywhere must never look safe, nor least violating
+        violation = torch.nan_to_num(self.check(state, firsts), nan=math.inf)
+        violation[~torch.isfinite(firsts).all(dim=1)] = math.inf
         if violation[0] <= 0:
             return SafetyVerdict(action, False, 0.0)
         safe = violation <= 0
@@ -80,4 +91,6 @@ class SafetyFilter:
             i = int(distance.argmin())
             return SafetyVerdict(firsts[i], True, float(violation[0]), "unsafe action projected to a safe one")
         i = int(violation.argmin())
+        if not math.isfinite(float(violation[i])):
+            raise GuardrailError("no candidate action could be checked (non-finite predictions)")
         return SafetyVerdict(firsts[i], True, float(violation[0]), "no safe alternative: least violation sent")

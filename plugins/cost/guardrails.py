@@ -14,6 +14,7 @@ import torch
 
 from amiagent.contracts import Guardrail, Settings
 from amiagent.errors import ConfigError
+from amiagent.plugins.cost.planes import plane_norm
 
 # Fractions of the braking path checked, shaped (P, 1, 1). Three points keep a
 # chord from cutting more than ~2 cm into an inflated zone at 1.5 m/s and 2 m/s^2;
@@ -50,7 +51,7 @@ def _check_points(states: torch.Tensor, params: _PositionParams, fractions: torc
     if not params.braking:
         return [p.unsqueeze(0) for p in pos]
     vel = planes[n : 2 * n]
-    speed = torch.hypot(*vel) if n == 2 else torch.sqrt(sum(v * v for v in vel))
+    speed = plane_norm(vel)
     scale = speed / (2 * params.max_accel)  # braking displacement = v * |v| / (2 a)
     return [p + fractions * (v * scale) for p, v in zip(pos, vel)]
 
@@ -152,6 +153,5 @@ class SpeedLimit(Guardrail):
         if self._limit <= 0:
             return states.new_zeros(states.shape[:2])
         n = self.params.dims
-        vel = states.unbind(-1)[n : 2 * n]
-        speed = torch.hypot(*vel) if n == 2 else torch.sqrt(sum(v * v for v in vel))
+        speed = plane_norm(states.unbind(-1)[n : 2 * n])
         return torch.relu(speed - (self._limit - self.params.margin))

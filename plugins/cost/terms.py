@@ -9,6 +9,7 @@ import torch
 
 from amiagent.contracts import CostTerm, Settings
 from amiagent.errors import ConfigError
+from amiagent.plugins.cost.planes import plane_norm
 from amiagent.plugins.cost.geodesic import FieldLookup, Grid, distance_field, zone_mask
 
 
@@ -46,7 +47,7 @@ class GoalDistance(CostTerm):
         super().__init__(params)
         self._index = list(self.params.dims)
         self._goal: torch.Tensor | None = None
-        self._step_weights: torch.Tensor | None = None
+        self._step_weights: dict[int, torch.Tensor] = {}
 
     def apply(self, settings: Settings) -> None:
         goal = settings.goal_tensor()
@@ -54,7 +55,6 @@ class GoalDistance(CostTerm):
             raise ConfigError(f"goal_distance: dims {self.params.dims} exceed the goal's length {goal.shape[0]}")
         self._goal = goal[self._index]
         self._goal_values = self._goal.tolist()
-        self._step_weights = None
         if self.params.metric == "geodesic":
             self._field = self._geodesic(settings)
 
@@ -65,16 +65,17 @@ class GoalDistance(CostTerm):
             planes = states.unbind(-1)
             dist = self._field(planes[self._index[0]], planes[self._index[1]])
         else:
-            # per-axis planes: much faster on CPU than a norm over a short last dimension
             planes = states.unbind(-1)
-            diffs = [planes[i] - g for i, g in zip(self._index, self._goal_values)]
-            dist = torch.hypot(*diffs) if len(diffs) == 2 else torch.sqrt(sum(d * d for d in diffs))
-        horizon = dist.shape[1]
-        if self._step_weights is None or self._step_weights.shape[0] != horizon:
+            dist = plane_norm([planes[i] - g for i, g in zip(self._index, self._goal_values)])
+        return dist * self._weights_for(dist.shape[1])
+
+    def _weights_for(self, horizon: int) -> torch.Tensor:
+        weights = self._step_weights.get(horizon)
+        if weights is None:
             weights = torch.ones(horizon)
             weights[-1] = self.params.terminal
-            self._step_weights = weights
-        return dist * self._step_weights
+            self._step_weights[horizon] = weights  # atomic store; safe with the planning thread
+        return weights
 
 
     def _geodesic(self, settings: Settings) -> FieldLookup:

@@ -45,7 +45,7 @@ class PointMass(WorldModel):
         h = p.dt / p.substeps
         # Position gain of a held acceleration over n semi-implicit substeps: h^2 n(n+1)/2.
         self._accel_gain = h * h * p.substeps * (p.substeps + 1) / 2
-        self._cache: tuple = (0, None, None)
+        self._kernels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._coast_cache: tuple = (None, None, None)
 
     def rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -66,8 +66,9 @@ class PointMass(WorldModel):
         kept for the same, unmodified tensor (`_version` counts in-place changes).
         """
         key = (id(states), states._version, horizon)
-        if self._coast_cache[0] == key and self._coast_cache[1] is states:
-            return self._coast_cache[2]
+        cached = self._coast_cache  # one read: another thread may replace it meanwhile
+        if cached[0] == key and cached[1] is states:
+            return cached[2]
         n = self.params.dims
         p0, v0 = states[:, :n, None], states[:, n:, None]  # (B or 1, n, 1)
         coast = torch.stack([p0 + self.dt * v0 * steps, v0.expand(-1, -1, horizon)], dim=1)
@@ -76,19 +77,22 @@ class PointMass(WorldModel):
 
     def _kernel(self, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The (H n, 2 n H) kernel from actions (step, axis) to states (kind, axis, step), and steps 1..H."""
-        if self._cache[0] != horizon:
-            dt, n = self.dt, self.params.dims
-            k = torch.arange(horizon, dtype=torch.float64)
-            lag = k.view(1, -1) - k.view(-1, 1)  # [j, k] = k - j
-            causal = lag >= 0
-            # p_k = p0 + k dt v0 + sum_{j<=k} (dt^2 (k - j) + g) a_j ;  v_k = v0 + dt sum_{j<=k} a_j
-            pos = torch.where(causal, dt * dt * lag + self._accel_gain, 0.0)
-            vel = torch.where(causal, dt, 0.0)
-            per_kind = torch.stack([pos, vel])  # (2, H_j, H_k)
-            # axes do not mix: [j, a, kind, b, k] = per_kind[kind, j, k] * (a == b)
-            kernel = torch.einsum("cjk,ab->jacbk", per_kind, torch.eye(n, dtype=torch.float64))
-            self._cache = (horizon, kernel.reshape(horizon * n, 2 * n * horizon).float(), (k + 1).float())
-        return self._cache[1], self._cache[2]
+        cached = self._kernels.get(horizon)
+        if cached is not None:
+            return cached
+        dt, n = self.dt, self.params.dims
+        k = torch.arange(horizon, dtype=torch.float64)
+        lag = k.view(1, -1) - k.view(-1, 1)  # [j, k] = k - j
+        causal = lag >= 0
+        # p_k = p0 + k dt v0 + sum_{j<=k} (dt^2 (k - j) + g) a_j ;  v_k = v0 + dt sum_{j<=k} a_j
+        pos = torch.where(causal, dt * dt * lag + self._accel_gain, 0.0)
+        vel = torch.where(causal, dt, 0.0)
+        per_kind = torch.stack([pos, vel])  # (2, H_j, H_k)
+        # axes do not mix: [j, a, kind, b, k] = per_kind[kind, j, k] * (a == b)
+        kernel = torch.einsum("cjk,ab->jacbk", per_kind, torch.eye(n, dtype=torch.float64))
+        entry = (kernel.reshape(horizon * n, 2 * n * horizon).float(), (k + 1).float())
+        self._kernels[horizon] = entry  # a dict store is atomic: racing threads store equal entries
+        return entry
 
     def brake_action(self, states: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, A): decelerate along the velocity, as hard as the per-axis bound allows.
