@@ -17,7 +17,10 @@ import torch
 from amiagent.contracts import (
     Actor,
     Configurator,
+    Cost,
+    CostReport,
     CostTerm,
+    Critic,
     Guardrail,
     Memory,
     MemoryRecord,
@@ -142,6 +145,33 @@ def check_guardrail(guardrail: Guardrail, seed: int = 0, settings: Settings | No
     _check_close_twice(guardrail)
 
 
+def check_critic(critic: Critic, state_dim: int = 4, seed: int = 0) -> None:
+    """value() gives a finite (B,) estimate per state, deterministically."""
+    states = _random_states(state_dim, torch.Generator().manual_seed(seed))
+    out = _expect_tensor(critic, "value(states)", critic.value(states), (BATCH,))
+    if not torch.equal(out, critic.value(states.clone())):
+        raise _fail(critic, "value is not deterministic")
+    _check_close_twice(critic)
+
+
+def check_cost(cost: Cost, seed: int = 0, settings: Settings | None = None) -> None:
+    """evaluate() gives a CostReport: total (B,), terms (B, T) named, violation (B, H) >= 0."""
+    settings = settings or sample_settings()
+    cost.apply(settings)
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(BATCH, HORIZON, len(settings.goal), generator=g) * 1.5
+    actions = torch.randn(BATCH, HORIZON, 2, generator=g)
+    report = cost.evaluate(states, actions)
+    if not isinstance(report, CostReport):
+        raise _fail(cost, f"evaluate must return a CostReport, got {type(report).__name__}")
+    _expect_tensor(cost, "report.total", report.total, (BATCH,))
+    _expect_tensor(cost, "report.terms", report.terms, (BATCH, len(report.names)))
+    violation = _expect_tensor(cost, "report.violation", report.violation, (BATCH, HORIZON))
+    if bool((violation < 0).any()):
+        raise _fail(cost, "report.violation must be >= 0")
+    _check_close_twice(cost)
+
+
 def check_memory(memory: Memory, seed: int = 0) -> None:
     """write/recent/sample/len behave, sampling is deterministic under a seeded generator."""
     records = [MemoryRecord(float(i), torch.full((4,), float(i)), torch.zeros(2), float(i), 0.0) for i in range(10)]
@@ -232,6 +262,8 @@ CHECKERS: dict[str, Callable] = {
     "cost_term": check_cost_term,
     "guardrail": check_guardrail,
     "memory": check_memory,
+    "critic": check_critic,
+    "cost": check_cost,
     "configurator": check_configurator,
     "actor": check_actor,
     "world": check_world,

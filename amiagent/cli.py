@@ -12,7 +12,6 @@ import argparse
 import importlib
 import logging
 import sys
-import time
 from pathlib import Path
 
 from amiagent.errors import AmiagentError
@@ -35,14 +34,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from amiagent.build import RunConfig, build_agent, build_world
     from amiagent.config import load_config, to_yaml
-    from amiagent.report import write_run
-    from amiagent.runtime.local import build_agent, build_world, run_episode
+    from amiagent.report import new_run_dir, write_run
+    from amiagent.runtime.local import run_episode
 
     cfg = load_config(args.overrides)
     if args.cfg:
         print(to_yaml(cfg))
         return 0
+    run = RunConfig.from_config(cfg)
     runtime = cfg["runtime"]["name"]
     if runtime != "local":
         raise AmiagentError(f"runtime {runtime!r} is not available yet; use runtime=local")
@@ -51,10 +52,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     torch.set_num_threads(int(cfg["runtime"].get("torch_threads") or torch.get_num_threads()))
     console = _console()
     agent_name, world_name = cfg["agent"]["name"], cfg["world"]["name"]
-    run_dir = Path(cfg["run_dir"] or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{agent_name}-{world_name}")
     episodes, layouts = [], []
     world = build_world(cfg["world"])
-    agent = build_agent(cfg["agent"])
+    try:
+        agent = build_agent(cfg["agent"])
+    except BaseException:
+        world.close()
+        raise
     telemetry = None
     if cfg["runtime"].get("telemetry"):
         from amiagent.telemetry import TelemetryPublisher
@@ -65,19 +69,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-            console=console, disable=not cfg["progress"], transient=False,
+            console=console, disable=not run.progress, transient=False,
         ) as progress:
-            for i in range(cfg["episodes"]):
-                seed = cfg["seed"] + i
-                max_steps = cfg["world"]["params"].get("max_steps", 300)
-                bar = progress.add_task(f"episode {i + 1}/{cfg['episodes']} seed {seed}", total=max_steps, status="")
+            for i in range(run.episodes):
+                seed = run.seed + i
+                max_steps = getattr(world.params, "max_steps", None)
+                bar = progress.add_task(f"episode {i + 1}/{run.episodes} seed {seed}", total=max_steps, status="")
 
                 def on_cycle(c, bar=bar):
                     progress.update(bar, advance=1, status=f"{c.source:8s} {c.plan_ms:5.1f} ms/plan")
                     if telemetry is not None:
                         telemetry(c)
 
-                episode = run_episode(agent, world, seed, realtime=cfg["realtime"], on_cycle=on_cycle)
+                episode = run_episode(agent, world, seed, realtime=run.realtime, on_cycle=on_cycle)
                 progress.update(bar, total=episode.steps, completed=episode.steps, status=episode.status)
                 episodes.append(episode)
                 layouts.append(world.layout())
@@ -87,7 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if telemetry is not None:
             telemetry.close()
 
-    summary = write_run(run_dir, to_yaml(cfg), episodes, layouts, plot=cfg["plot"])
+    run_dir = Path(run.run_dir) if run.run_dir else new_run_dir(Path("runs"), f"{agent_name}-{world_name}")
+    summary = write_run(run_dir, to_yaml(cfg), episodes, layouts, plot=run.plot)
     table = Table(title=f"{agent_name} in {world_name} ({runtime} runtime)")
     for col in ("seed", "status", "steps", "violations", "dist m", "cycle ms p50/p99", "missed", "filtered"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -118,12 +123,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for col in ("kind", "name", "target", "from", "status"):
         table.add_column(col)
     rows = registry.table()
+    failed = [row for row in rows if row["status"] != "ok"]
     for row in rows:
-        ok = row["status"] == "ok"
-        status = "[green]ok[/]" if ok else f"[red]{row['status']}[/]"
+        status = "[green]ok[/]" if row["status"] == "ok" else "[red]fails to load (below)[/]"
         table.add_row(row["kind"], row["name"], row["target"], row["dist"], status)
-    _console().print(table)
-    return 0 if all(r["status"] == "ok" for r in rows) else 1
+    console = _console()
+    console.print(table)
+    for row in failed:
+        console.print(f"[red]{row['kind']}.{row['name']}[/]: {row['status'].removeprefix('error: ')}")
+    return 1 if failed else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -38,6 +38,21 @@ def aggregate(episodes: Sequence[Episode]) -> dict[str, Any]:
     }
 
 
+def new_run_dir(root: Path, label: str) -> Path:
+    """A fresh directory `root/<date>-<time>-<label>`, suffixed -2, -3... if that exists."""
+    import time
+
+    base = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+    path, n = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+
+
 def write_run(run_dir: Path, config_yaml: str, episodes: Sequence[Episode],
               layouts: Sequence[WorldLayout], plot: bool = True) -> dict[str, Any]:
     """Write the run directory; returns the summary written to summary.json."""

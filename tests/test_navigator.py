@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from amiagent.runtime.local import build_agent, build_world, run_episode
+from amiagent.build import build_agent, build_world
+from amiagent.runtime.local import run_episode
 
 EPISODES = 100
 

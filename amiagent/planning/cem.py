@@ -21,8 +21,9 @@ class CEMConfig:
     """Floor of the sampling std, as a fraction of the action half-range."""
 
     def __post_init__(self) -> None:
-        if self.samples < 2 or self.iterations < 1 or not 1 <= self.elites <= self.samples:
-            raise ConfigError(f"cem: need samples >= 2, iterations >= 1, 1 <= elites <= samples; got {self}")
+        # two elites at least: the spread of one sample is undefined
+        if self.samples < 2 or self.iterations < 1 or not 2 <= self.elites <= self.samples:
+            raise ConfigError(f"cem: need samples >= 2, iterations >= 1, 2 <= elites <= samples; got {self}")
 
 
 def cem(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Bounds, cfg: CEMConfig,

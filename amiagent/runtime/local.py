@@ -1,8 +1,8 @@
 """The `local` runtime: every module of an agent in one process, called directly.
 
 For debugging and fast tests; the same agent definition runs under other
-runtimes. `build_agent` turns a plain config mapping into an Agent,
-`run_episode` drives a world's body with it.
+runtimes. `run_episode` drives a world's body with an agent built by
+`amiagent.build.build_agent`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from amiagent import registry
-from amiagent.agent import Agent, Cycle, LoopConfig, Modules, to_body_action
+from amiagent.agent import Agent, Cycle, to_body_action
+from amiagent.build import check_body_fits
 from amiagent.contracts import World
-from amiagent.cost import IntrinsicCost
-from amiagent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,52 +32,6 @@ STALL_RADIUS = 0.15
 ARRIVAL_SPEED = 0.25
 # Seconds of braking after an episode ends, still watched for violations.
 SETTLE_S = 1.0
-
-
-def _plugin(kind: str, spec: Mapping[str, Any], default_name: str | None = None):
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{kind}: expected a mapping with 'name' and 'params', got {spec!r}")
-    name = spec.get("name", default_name)
-    if name is None:
-        raise ConfigError(f"{kind}: missing 'name' (one of: {', '.join(registry.names(kind))})")
-    return registry.create(kind, name, spec.get("params") or {})
-
-
-def build_cost(spec: Mapping[str, Any]) -> IntrinsicCost:
-    """Cost module from `{terms: {name: {weight, params, plugin?}}, guardrails: {name: {params, plugin?}}}`."""
-    terms = {
-        name: (_plugin("cost_term", entry or {}, (entry or {}).get("plugin", name)), float((entry or {}).get("weight", 1.0)))
-        for name, entry in (spec.get("terms") or {}).items()
-    }
-    guardrails = {
-        name: _plugin("guardrail", entry or {}, (entry or {}).get("plugin", name))
-        for name, entry in (spec.get("guardrails") or {}).items()
-    }
-    return IntrinsicCost(terms, guardrails)
-
-
-def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
-    """An Agent from the `agent` section of a config (plain containers, not OmegaConf)."""
-    modules = Modules(
-        configurator=_plugin("configurator", agent_cfg["configurator"]),
-        perception=_plugin("perception", agent_cfg["perception"]),
-        world_model=_plugin("world_model", agent_cfg["world_model"]),
-        cost=build_cost(agent_cfg["cost"]),
-        memory=_plugin("memory", agent_cfg["memory"]),
-        actor=_plugin("actor", agent_cfg["actor"]),
-        mode1=_plugin("actor", agent_cfg["mode1"]) if agent_cfg.get("mode1") else None,
-    )
-    loop_keys = {"rate_hz", "deadline_s", "plan_validity", "safety", "safety_directions"}
-    loop = LoopConfig(**{k: v for k, v in (agent_cfg.get("loop") or {}).items() if k in loop_keys})
-    unknown = set(agent_cfg.get("loop") or {}) - loop_keys
-    if unknown:
-        raise ConfigError(f"agent.loop: unknown key(s) {sorted(unknown)}; valid: {sorted(loop_keys)}")
-    return Agent(modules, loop)
-
-
-def build_world(world_cfg: Mapping[str, Any]) -> World:
-    """A World from the `world` section of a config."""
-    return _plugin("world", world_cfg)
 
 
 @dataclass
@@ -155,6 +107,7 @@ def run_episode(
     apply to planning); with it, each cycle is paced to the control period.
     """
     started = time.perf_counter()
+    check_body_fits(agent, world)
     task = world.reset(seed)
     body = world.body
     settings = agent.start(task, body.observe())
@@ -180,7 +133,10 @@ def run_episode(
             recent.append(position.copy())
         else:
             recent.clear()
-        body.command(to_body_action(cycle.action))
+        if cycle.halt:
+            body.stop()
+        else:
+            body.command(to_body_action(cycle.action))
         world.advance(period)
         cycles.append(cycle)
         if on_cycle is not None:

@@ -31,19 +31,21 @@ class MPCActor(Actor):
 
         def __post_init__(self) -> None:
             if self.optimizer not in ("cem", "mppi"):
-                raise ConfigError(f"actor.mpc: optimizer must be 'cem' or 'mppi', got {self.optimizer!r}")
+                raise ConfigError(f"optimizer must be 'cem' or 'mppi', got {self.optimizer!r}")
             if self.init_std <= 0:
-                raise ConfigError(f"actor.mpc: init_std must be > 0, got {self.init_std}")
+                raise ConfigError(f"init_std must be > 0, got {self.init_std}")
+            self.optimizer_config()  # sizes are checked at load time, not at the first plan
+
+        def optimizer_config(self) -> CEMConfig | MPPIConfig:
+            if self.optimizer == "cem":
+                return CEMConfig(self.samples, self.iterations, self.elites, self.min_std)
+            return MPPIConfig(self.samples, self.iterations, self.temperature, self.min_std)
 
     def __init__(self, params: Params | None = None):
         super().__init__(params)
         p = self.params
-        if p.optimizer == "cem":
-            self._config = CEMConfig(p.samples, p.iterations, p.elites, p.min_std)
-            self._optimise = cem
-        else:
-            self._config = MPPIConfig(p.samples, p.iterations, p.temperature, p.min_std)
-            self._optimise = mppi
+        self._config = p.optimizer_config()
+        self._optimise = cem if p.optimizer == "cem" else mppi
         self.horizon = 16
         self._generator = torch.Generator().manual_seed(p.seed)
         self._previous: torch.Tensor | None = None

@@ -1,0 +1,179 @@
+"""Assembling agents and worlds from plain config mappings (what Hydra composes).
+
+Every mapping is checked here, at launch: unknown keys, ill-typed values and
+modules whose dimensions disagree fail with the config path that is wrong,
+never deep inside a control loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from amiagent import registry
+from amiagent.agent import Agent, LoopConfig, Modules
+from amiagent.contracts import World
+from amiagent.cost import IntrinsicCost
+from amiagent.errors import ConfigError
+from amiagent.planning import SafetyFilter
+
+AGENT_KEYS = {"name", "loop", "configurator", "perception", "world_model", "cost", "memory", "actor", "mode1", "safety"}
+PLUGIN_KEYS = {"name", "params"}
+TERM_KEYS = {"plugin", "weight", "params"}
+GUARDRAIL_KEYS = {"plugin", "params"}
+CRITIC_KEYS = {"name", "params", "weight"}
+COST_KEYS = {"terms", "guardrails", "critic"}
+SAFETY_KEYS = {"enabled", "directions", "extra_margin", "world_model"}
+
+
+def _mapping(where: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
+    return value
+
+
+def _number(where: str, value: Any, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, name_key: str = "name",
+           extra_margin: float = 0.0):
+    """A plugin from `{name, params}`; `extra_margin` widens a `margin` parameter if it has one."""
+    spec = _mapping(where, spec, {name_key, "params"})
+    name = spec.get(name_key, default_name)
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.{name_key}: a {kind} plugin name is needed; installed: {', '.join(registry.names(kind))}")
+    params = spec.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}.params must be a mapping, got {params!r}")
+    params = dict(params)
+    if extra_margin:
+        fields = {f.name: f for f in dataclasses.fields(registry.load_class(kind, name).Params)}
+        if "margin" in fields:
+            params["margin"] = float(params.get("margin", fields["margin"].default)) + extra_margin
+    return registry.create(kind, name, params, where=f"{where} ({kind}.{name})")
+
+
+def build_cost(spec: Any, where: str = "agent.cost", terms: bool = True, extra_margin: float = 0.0) -> IntrinsicCost:
+    """Cost module from `{terms: {name: {weight, params, plugin?}}, guardrails: {name: {params, plugin?}},
+    critic: {name, params, weight}?}`. With `terms=False` only the guardrails are built (the safety filter's)."""
+    spec = _mapping(where, spec, COST_KEYS)
+    built_terms = {}
+    if terms:
+        for name, entry in _mapping(f"{where}.terms", spec.get("terms"), set(spec.get("terms") or {})).items():
+            entry_where = f"{where}.terms.{name}"
+            entry = _mapping(entry_where, entry, TERM_KEYS)
+            weight = _number(f"{entry_where}.weight", entry.get("weight", 1.0))
+            term = plugin("cost_term", {k: v for k, v in entry.items() if k != "weight"}, entry_where,
+                          default_name=name, name_key="plugin")
+            built_terms[name] = (term, weight)
+    guardrails = {}
+    for name, entry in _mapping(f"{where}.guardrails", spec.get("guardrails"), set(spec.get("guardrails") or {})).items():
+        entry_where = f"{where}.guardrails.{name}"
+        guardrails[name] = plugin("guardrail", _mapping(entry_where, entry, GUARDRAIL_KEYS), entry_where,
+                                  default_name=name, name_key="plugin", extra_margin=extra_margin)
+    critic, critic_weight = None, 1.0
+    if terms and spec.get("critic"):
+        critic_spec = _mapping(f"{where}.critic", spec["critic"], CRITIC_KEYS)
+        critic_weight = _number(f"{where}.critic.weight", critic_spec.get("weight", 1.0))
+        critic = plugin("critic", {k: v for k, v in critic_spec.items() if k != "weight"}, f"{where}.critic")
+    return IntrinsicCost(built_terms, guardrails, critic, critic_weight)
+
+
+def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
+    """The safety filter with its own world model and guardrails (never the planner's instances).
+
+    `safety.world_model` may name a more conservative model than the planner's;
+    `safety.extra_margin` (m) widens every guardrail's margin for the check.
+    """
+    spec = _mapping("agent.safety", agent_cfg.get("safety"), SAFETY_KEYS)
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"agent.safety.enabled must be true or false, got {enabled!r}")
+    if not enabled:
+        return None
+    directions = spec.get("directions", 8)
+    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 0:
+        raise ConfigError(f"agent.safety.directions must be an integer >= 0, got {directions!r}")
+    margin = _number("agent.safety.extra_margin", spec.get("extra_margin", 0.0))
+    model_where = "agent.safety.world_model" if spec.get("world_model") else "agent.world_model"
+    world_model = plugin("world_model", spec.get("world_model") or agent_cfg["world_model"], model_where)
+    guardrails = build_cost(agent_cfg["cost"], terms=False, extra_margin=margin)
+    return SafetyFilter(world_model, guardrails, directions=directions)
+
+
+def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
+    """An Agent from the `agent` section of a config (plain containers, not OmegaConf)."""
+    agent_cfg = _mapping("agent", agent_cfg, AGENT_KEYS)
+    missing = sorted({"configurator", "perception", "world_model", "cost", "memory", "actor"} - set(agent_cfg))
+    if missing:
+        raise ConfigError(f"agent: missing section(s) {missing}")
+    loop_spec = _mapping("agent.loop", agent_cfg.get("loop"), {f.name for f in dataclasses.fields(LoopConfig)})
+    loop = LoopConfig(**loop_spec)
+    modules = Modules(
+        configurator=plugin("configurator", agent_cfg["configurator"], "agent.configurator"),
+        perception=plugin("perception", agent_cfg["perception"], "agent.perception"),
+        world_model=plugin("world_model", agent_cfg["world_model"], "agent.world_model"),
+        cost=build_cost(agent_cfg["cost"]),
+        memory=plugin("memory", agent_cfg["memory"], "agent.memory"),
+        actor=plugin("actor", agent_cfg["actor"], "agent.actor"),
+        mode1=plugin("actor", agent_cfg["mode1"], "agent.mode1") if agent_cfg.get("mode1") else None,
+    )
+    if modules.perception.state_dim != modules.world_model.state_dim:
+        raise ConfigError(
+            f"agent.perception gives states of {modules.perception.state_dim} values but agent.world_model "
+            f"expects {modules.world_model.state_dim}: make their dimensions agree"
+        )
+    return Agent(modules, loop, safety=build_safety(agent_cfg))
+
+
+def build_world(world_cfg: Any) -> World:
+    """A World from the `world` section of a config."""
+    return plugin("world", world_cfg, "world")
+
+
+def check_body_fits(agent: Agent, world: World) -> None:
+    """The world's body must take the actions the agent's world model plans."""
+    wm = agent.modules.world_model
+    dims = len(world.body.action_low)
+    if dims != wm.action_dim:
+        raise ConfigError(f"the world's body takes {dims}-dimensional actions but agent.world_model plans "
+                          f"{wm.action_dim}: choose a world model for this body")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Top-level settings of `amiagent run`, checked at launch."""
+
+    seed: int = 0
+    episodes: int = 1
+    realtime: bool = False
+    progress: bool = True
+    run_dir: str | None = None
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        for name, kind, minimum in (("seed", int, 0), ("episodes", int, 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for name in ("realtime", "progress", "plot"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.run_dir is not None and not isinstance(self.run_dir, str):
+            raise ConfigError(f"run_dir must be a path or null, got {self.run_dir!r}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> RunConfig:
+        """The run settings of a composed config (its other sections are ignored)."""
+        return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name in cfg})

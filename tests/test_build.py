@@ -1,0 +1,155 @@
+"""Assembling agents from config: every mistake fails at launch with the config path that is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from amiagent import checks, registry
+from amiagent.build import RunConfig, build_agent, build_cost, build_world, check_body_fits
+from amiagent.contracts import Critic
+from amiagent.cost import IntrinsicCost
+from amiagent.errors import ConfigError, PluginError
+
+
+class DistanceCritic(Critic):
+    """A stand-in critic: distance of the final state from the origin."""
+
+    @dataclass(frozen=True)
+    class Params:
+        scale: float = 1.0
+
+    def value(self, states):
+        return self.params.scale * states[:, :2].norm(dim=1)
+
+
+@pytest.fixture
+def critic_plugin():
+    registry.register("critic", "distance", DistanceCritic)
+    yield
+    registry.unregister("critic", "distance")
+
+
+@pytest.mark.parametrize(("weight", "message"), [
+    (-1.0, r"agent.cost.terms.goal_distance.weight must be a finite number >= 0, got -1.0"),
+    (float("nan"), r"weight must be a finite number >= 0, got nan"),
+    ("abc", r"weight must be a finite number >= 0, got 'abc'"),
+])
+def test_bad_term_weight_fails(navigator_config, weight, message):
+    navigator_config["agent"]["cost"]["terms"]["goal_distance"]["weight"] = weight
+    with pytest.raises(ConfigError, match=message):
+        build_agent(navigator_config["agent"])
+
+
+def test_misspelt_term_key_fails(navigator_config):
+    navigator_config["agent"]["cost"]["terms"]["goal_distance"]["wieght"] = 0.5
+    with pytest.raises(ConfigError, match=r"agent.cost.terms.goal_distance: unknown key\(s\) \['wieght'\]"):
+        build_agent(navigator_config["agent"])
+
+
+def test_term_given_as_a_number_fails(navigator_config):
+    navigator_config["agent"]["cost"]["terms"]["lateral"] = 5
+    with pytest.raises(ConfigError, match="agent.cost.terms.lateral: expected a mapping, got 5"):
+        build_agent(navigator_config["agent"])
+
+
+def test_unknown_agent_section_fails(navigator_config):
+    navigator_config["agent"]["planner"] = {}
+    with pytest.raises(ConfigError, match=r"agent: unknown key\(s\) \['planner'\]"):
+        build_agent(navigator_config["agent"])
+
+
+def test_bad_parameter_names_its_config_path(navigator_config):
+    navigator_config["agent"]["world_model"]["params"]["mass"] = 3
+    with pytest.raises(PluginError, match=r"agent.world_model \(world_model.point_mass\): unknown parameter\(s\) mass"):
+        build_agent(navigator_config["agent"])
+
+
+def test_bad_optimizer_sizes_fail_at_load(navigator_config):
+    navigator_config["agent"]["actor"]["params"]["elites"] = 1
+    with pytest.raises(PluginError, match=r"agent.actor \(actor.mpc\): .*2 <= elites <= samples"):
+        build_agent(navigator_config["agent"])
+
+
+def test_dimension_mismatch_fails(navigator_config):
+    navigator_config["agent"]["world_model"]["params"]["dims"] = 3
+    with pytest.raises(ConfigError, match="perception gives states of 4 values but agent.world_model expects 6"):
+        build_agent(navigator_config["agent"])
+
+
+def test_body_must_fit_world_model(navigator_config):
+    navigator_config["agent"]["world_model"]["params"]["dims"] = 3
+    navigator_config["agent"]["perception"]["params"]["state_dim"] = 6
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        with pytest.raises(ConfigError, match="body takes 2-dimensional actions but agent.world_model plans 3"):
+            check_body_fits(agent, world)
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_safety_filter_has_its_own_modules(navigator_config):
+    agent = build_agent(navigator_config["agent"])
+    try:
+        assert agent.safety.world_model is not agent.modules.world_model
+        assert agent.safety.cost is not agent.modules.cost
+        assert agent.safety.cost.names == ()  # guardrails only
+        assert set(agent.safety.cost.guardrails) == set(agent.modules.cost.guardrails)
+    finally:
+        agent.close()
+
+
+def test_safety_extra_margin_widens_guardrails(navigator_config):
+    navigator_config["agent"]["safety"]["extra_margin"] = 0.1
+    agent = build_agent(navigator_config["agent"])
+    try:
+        planner = agent.modules.cost.guardrails["keep_out"].params.margin
+        assert agent.safety.cost.guardrails["keep_out"].params.margin == pytest.approx(planner + 0.1)
+    finally:
+        agent.close()
+
+
+def test_safety_off_is_logged(navigator_config, caplog):
+    navigator_config["agent"]["safety"]["enabled"] = False
+    agent = build_agent(navigator_config["agent"])
+    agent.close()
+    assert agent.safety is None
+    assert "safety filter is off" in caplog.text
+
+
+def test_critic_joins_the_total(critic_plugin):
+    spec = {"terms": {"action_effort": {"weight": 1.0}}, "critic": {"name": "distance", "weight": 2.0}}
+    cost = build_cost(spec)
+    checks.check_cost(cost)
+    cost = build_cost(spec)
+    cost.apply(checks.sample_settings())
+    states = torch.zeros(1, 3, 4)
+    states[0, -1, :2] = torch.tensor([3.0, 4.0])
+    report = cost.evaluate(states, torch.zeros(1, 3, 2))
+    assert float(report.total[0]) == pytest.approx(2.0 * 5.0)
+    checks.check_critic(DistanceCritic())
+
+
+def test_cost_checker_catches_negative_violation():
+    from tests.test_checks import _NegativeGuardrail
+
+    with pytest.raises(Exception, match="violation must be >= 0"):
+        checks.check_cost(IntrinsicCost({}, {"neg": _NegativeGuardrail()}))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("episodes", 0, "episodes must be an integer >= 1"),
+    ("episodes", "abc", "episodes must be an integer >= 1"),
+    ("seed", -5, "seed must be an integer >= 0"),
+    ("seed", 1.5, "seed must be an integer >= 0"),
+    ("realtime", "maybe", "realtime must be true or false"),
+    ("run_dir", 3, "run_dir must be a path or null"),
+])
+def test_run_settings_are_checked(navigator_config, field, value, message):
+    navigator_config[field] = value
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_config(navigator_config)
