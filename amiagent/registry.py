@@ -31,6 +31,8 @@ class PluginInfo:
     name: str
     target: str
     dist: str
+    conflict: str | None = None
+    """Set when another distribution declares the same kind.name."""
 
     @property
     def key(self) -> str:
@@ -44,6 +46,9 @@ _local: dict[tuple[str, str], type] = {}
 def register(kind: str, name: str, cls: type) -> None:
     """Register `cls` as plugin `kind.name` for this process, without packaging it."""
     _check_kind(kind)
+    contract = CONTRACTS[kind]
+    if not (isinstance(cls, type) and issubclass(cls, contract)):
+        raise PluginError(f"cannot register {cls!r} as {kind}.{name}: it is not a subclass of {contract.__name__}")
     _local[(kind, name)] = cls
 
 
@@ -53,11 +58,21 @@ def unregister(kind: str, name: str) -> None:
 
 
 def discover() -> dict[tuple[str, str], PluginInfo]:
-    """Every plugin declared by an installed distribution (nothing imported)."""
+    """Every plugin declared by an installed distribution (nothing imported).
+
+    Two distributions declaring the same `kind.name` are a conflict, never a
+    silent replacement (a guardrail swapped for another must not go unnoticed):
+    the entry records both, and loading it fails.
+    """
     found: dict[tuple[str, str], PluginInfo] = {}
     for ep in entry_points(group=GROUP):
         kind, _, name = ep.name.partition(".")
         dist = ep.dist.name if ep.dist is not None else "?"
+        previous = found.get((kind, name))
+        if previous is not None and (previous.dist, previous.target) != (dist, ep.value):
+            conflict = f"{previous.dist} ({previous.target}) and {dist} ({ep.value})"
+            found[(kind, name)] = PluginInfo(kind, name, previous.target, f"{previous.dist}, {dist}", conflict)
+            continue
         found[(kind, name)] = PluginInfo(kind, name, ep.value, dist)
     for (kind, name), cls in _local.items():
         found[(kind, name)] = PluginInfo(kind, name, f"{cls.__module__}:{cls.__qualname__}", "(registered at run time)")
@@ -81,6 +96,11 @@ def load_class(kind: str, name: str) -> type:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise PluginError(
             f"unknown {kind} plugin {name!r}.{hint} Installed {kind} plugins: {', '.join(installed) or 'none'}."
+        )
+    if info.conflict:
+        raise PluginError(
+            f"{kind} plugin {name!r} is declared by two distributions: {info.conflict}; "
+            "uninstall one, or rename its entry point"
         )
     module_name, _, attr = info.target.partition(":")
     try:
@@ -130,10 +150,10 @@ def build_params(cls: type, params: Mapping[str, Any] | None, where: str = "") -
         raise PluginError(f"{where}: invalid parameters: {exc}. Valid parameters: {valid}") from exc
 
 
-def create(kind: str, name: str, params: Mapping[str, Any] | None = None) -> Module:
-    """Instantiate plugin `kind.name` with validated parameters."""
+def create(kind: str, name: str, params: Mapping[str, Any] | None = None, where: str | None = None) -> Module:
+    """Instantiate plugin `kind.name` with validated parameters; `where` names it in errors (a config path)."""
     cls = load_class(kind, name)
-    return cls(build_params(cls, params, where=f"{kind}.{name}"))
+    return cls(build_params(cls, params, where=where or f"{kind}.{name}"))
 
 
 def table() -> list[dict[str, str]]:

@@ -118,3 +118,22 @@ def test_runtime_registration():
     finally:
         registry.unregister("cost_term", "constant")
     assert "constant" not in registry.names("cost_term")
+
+
+def test_two_distributions_declaring_one_name_conflict(tmp_path, monkeypatch):
+    # a third-party package that claims guardrail.keep_out must not silently replace (or hide behind) ours
+    dist = tmp_path / "shadow-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[amiagent.plugins]\nguardrail.keep_out = shadow_mod:NoGuard\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    with pytest.raises(PluginError, match="declared by two distributions: .*amiagent.*shadow|declared by two distributions: .*shadow.*amiagent"):
+        registry.create("guardrail", "keep_out")
+    rows = {(r["kind"], r["name"]): r for r in registry.table()}
+    assert rows[("guardrail", "keep_out")]["status"].startswith("error:")
+
+
+def test_register_checks_the_contract():
+    with pytest.raises(PluginError, match="not a subclass of Guardrail"):
+        registry.register("guardrail", "bogus", dict)
