@@ -252,3 +252,38 @@ def test_settings_goal_must_fit_the_state(navigator_config):
     finally:
         agent.close()
         world.close()
+
+
+@pytest.mark.slow
+def test_safety_filter_keeps_a_blind_planner_out_of_zones(navigator_config):
+    """The planner cannot see keep-out zones; the filter alone must keep the body out of them."""
+    from amiagent.agent import Agent, Modules
+    from amiagent.build import build_cost, build_safety, plugin
+    from amiagent.runtime.local import run_episode
+
+    agent_cfg = navigator_config["agent"]
+    blind_spec = {
+        "terms": {"goal_distance": {"weight": 1.0, "params": {"terminal": 4.0}},  # straight line to the goal
+                  "action_effort": {"weight": 0.02}},
+        "guardrails": {k: v for k, v in agent_cfg["cost"]["guardrails"].items() if k != "keep_out"},
+    }
+    modules = Modules(
+        configurator=plugin("configurator", agent_cfg["configurator"], "configurator"),
+        perception=plugin("perception", agent_cfg["perception"], "perception"),
+        world_model=plugin("world_model", agent_cfg["world_model"], "world_model"),
+        cost=build_cost(blind_spec),
+        memory=plugin("memory", agent_cfg["memory"], "memory"),
+        actor=plugin("actor", agent_cfg["actor"], "actor"),
+    )
+    agent = Agent(modules, safety=build_safety(agent_cfg))  # the filter has every guardrail
+    navigator_config["world"]["params"]["max_steps"] = 120
+    world = build_world(navigator_config["world"])
+    try:
+        for seed in (0, 1):
+            episode = run_episode(agent, world, seed)
+            assert episode.filtered > 0  # the planner drove at a zone and was overruled
+            assert episode.violations["keep_out"] == 0, episode.summary()
+            assert episode.total_violations == 0, episode.summary()
+    finally:
+        agent.close()
+        world.close()
