@@ -76,6 +76,15 @@ def _wire_str(dtype: np.dtype) -> str:
 
 
 # --------------------------------------------------------------------------- arrays
+#
+# Arrays cross msgpack in two steps, each done once per array, so that a field's
+# spec sees dtype, shape and size without asking numpy for them (numpy attribute
+# getters are a large share of a small message's cost):
+#   receiving: the ext hook parses the header (cached by its bytes) into a
+#     `_WireArray`; the field's spec checks dtype/shape/size on it and only then
+#     builds the ndarray view (`to_array`).
+#   sending: the field's spec checks the ndarray and returns its `ExtType`
+#     (`_to_ext`), so the packer needs no `default` callback.
 
 
 class _BadArray:
@@ -87,14 +96,35 @@ class _BadArray:
         self.reason = reason
 
 
+class _WireArray:
+    """A received array whose header parsed: dtype, shape and element count, and its bytes."""
+
+    __slots__ = ("dtype", "shape", "count", "data", "offset")
+
+    def __init__(self, dtype: np.dtype, shape: tuple[int, ...], count: int, data: bytes, offset: int):
+        self.dtype, self.shape, self.count, self.data, self.offset = dtype, shape, count, data, offset
+
+    def to_array(self) -> np.ndarray:
+        """A read-only ndarray view of the data; `_Invalid` if bool bytes are not 0 or 1."""
+        arr = _frombuffer(self.data, self.dtype, self.count, self.offset)  # positional: keywords parse slowly
+        if len(self.shape) != 1:
+            arr = arr.reshape(self.shape)
+        # bool bytes other than 0/1 make numpy comparisons lie
+        if self.dtype is _BOOL and self.count and int(arr.view(np.uint8).max()) > 1:
+            raise _Invalid("malformed array (bool array holds bytes other than 0 and 1)")
+        return arr
+
+
 # Parsed array headers by their bytes. Bounded, and single dict operations are atomic
 # under the GIL, so threads may share it; a lost entry only costs a re-parse.
-_HEADER_CACHE: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+_HEADER_CACHE: dict[bytes, tuple[np.dtype, tuple[int, ...], int, int]] = {}
 _HEADER_CACHE_SIZE = 256
+_BOOL = WIRE_DTYPES["|b1"]
+_frombuffer = np.frombuffer
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    """msgpack ext_hook: arrays for NDARRAY_EXT; other codes are refused later by their field."""
+    """msgpack ext_hook: `_WireArray`s for NDARRAY_EXT; other codes are refused later by their field."""
     if code != NDARRAY_EXT:
         return msgpack.ExtType(code, data)
     n = len(data)
@@ -113,19 +143,14 @@ def _ext_hook(code: int, data: bytes) -> Any:
         if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
             _HEADER_CACHE.clear()
         _HEADER_CACHE[header] = parsed
-    dtype, shape, count = parsed
-    if n - start != count * dtype.itemsize:
-        return _BadArray(f"{n - start} data bytes, but {dtype.name} shape {shape} needs {count * dtype.itemsize}")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start)
-    if len(shape) != 1:
-        arr = arr.reshape(shape)
-    # bool bytes other than 0/1 make numpy comparisons lie
-    if dtype.kind == "b" and count and int(arr.view(np.uint8).max()) > 1:
-        return _BadArray("bool array holds bytes other than 0 and 1")
-    return arr
+    dtype, shape, count, nbytes = parsed
+    if n - start != nbytes:
+        return _BadArray(f"{n - start} data bytes, but {dtype.name} shape {shape} needs {nbytes}")
+    return _WireArray(dtype, shape, count, data, start)
 
 
-def _parse_header(header: bytes, dlen: int) -> tuple[np.dtype, tuple[int, ...], int] | _BadArray:
+def _parse_header(header: bytes, dlen: int) -> tuple[np.dtype, tuple[int, ...], int, int] | _BadArray:
+    """(dtype, shape, element count, data bytes) of an array extension header."""
     dstr = header[1 : 1 + dlen].decode("ascii", "replace")
     dtype = WIRE_DTYPES.get(dstr)
     if dtype is None:
@@ -134,29 +159,25 @@ def _parse_header(header: bytes, dlen: int) -> tuple[np.dtype, tuple[int, ...], 
     if ndim > MAX_NDIM:
         return _BadArray(f"{ndim} dimensions (at most {MAX_NDIM})")
     shape = struct.unpack_from(f"<{ndim}I", header, 2 + dlen)
-    return dtype, shape, math.prod(shape)
+    count = math.prod(shape)
+    return dtype, shape, count, count * dtype.itemsize
 
 
 _ExtType, _new_tuple = msgpack.ExtType, tuple.__new__
 _PACK_HEADERS: dict[tuple[str, tuple[int, ...]], bytes] = {}
 
 
-def _pack_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        dstr = _wire_str(obj.dtype)
-        if dstr not in WIRE_DTYPES:  # validation refuses these first; this is a backstop
-            raise MessageError(f"array dtype {dstr!r} cannot go on the wire")
-        obj = np.asarray(obj, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
-        key = (dstr, obj.shape)
-        header = _PACK_HEADERS.get(key)
-        if header is None:
-            header = struct.pack(f"<B{len(dstr)}sB{obj.ndim}I", len(dstr), dstr.encode(), obj.ndim, *obj.shape)
-            if len(_PACK_HEADERS) >= _HEADER_CACHE_SIZE:
-                _PACK_HEADERS.clear()
-            _PACK_HEADERS[key] = header
-        # ExtType is a namedtuple whose __new__ re-checks types we know are right
-        return _new_tuple(_ExtType, (NDARRAY_EXT, b"".join((header, obj.data))))
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
+def _to_ext(arr: np.ndarray, dstr: str, shape: tuple[int, ...]) -> msgpack.ExtType:
+    """The wire form of a checked array whose wire dtype string is `dstr`."""
+    header = _PACK_HEADERS.get((dstr, shape))
+    if header is None:
+        header = struct.pack(f"<B{len(dstr)}sB{len(shape)}I", len(dstr), dstr.encode(), len(shape), *shape)
+        if len(_PACK_HEADERS) >= _HEADER_CACHE_SIZE:
+            _PACK_HEADERS.clear()
+        _PACK_HEADERS[(dstr, shape)] = header
+    # tobytes() is C order whatever the array's layout; ExtType is a namedtuple whose
+    # __new__ re-checks types we know are right
+    return _new_tuple(_ExtType, (NDARRAY_EXT, header + arr.tobytes()))
 
 
 _local = threading.local()
@@ -166,12 +187,12 @@ def _packer() -> msgpack.Packer:
     # msgpack.packb builds a Packer per call; reuse one per thread (Packers are not thread-safe)
     packer = getattr(_local, "packer", None)
     if packer is None:
-        packer = _local.packer = msgpack.Packer(default=_pack_default, use_bin_type=True, autoreset=True)
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
     return packer
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, _WireArray)):
         return f"{value.dtype.str} array of shape {value.shape}"
     if isinstance(value, _BadArray):
         return f"malformed array ({value.reason})"
@@ -202,7 +223,11 @@ class Spec:
     optional: bool = field(default=False, kw_only=True)
 
     def check(self, value: Any) -> Any:
-        """Return `value` (normalised to plain wire types) or raise `_Invalid`."""
+        """Return `value` normalised, or raise `_Invalid`.
+
+        Sending, values become plain wire types (an ndarray becomes its ExtType);
+        receiving, a `_WireArray` becomes its read-only ndarray.
+        """
         raise NotImplementedError
 
     def expected(self) -> str:
@@ -322,23 +347,29 @@ class Array(Spec):
         object.__setattr__(self, "_fixed", tuple((i, n) for i, n in enumerate(self.shape) if n is not None))
 
     def check(self, value: Any) -> Any:
-        if not isinstance(value, np.ndarray):
+        """A received `_WireArray` -> its ndarray; an ndarray to send -> its wire `ExtType`."""
+        received = isinstance(value, _WireArray)
+        if received:
+            dtype, shape, size = value.dtype, value.shape, value.count
+        elif isinstance(value, np.ndarray):
+            dtype, shape, size = value.dtype, value.shape, value.size
+        else:
             raise self._fail(value)
-        dtype = value.dtype
-        if (_WIRE_BY_ID.get(id(dtype)) or dtype.str) not in self._wire:  # _wire_str, inlined: hot path
+        dstr = _WIRE_BY_ID.get(id(dtype)) or dtype.str  # _wire_str, inlined: hot path
+        if dstr not in self._wire:
             raise _Invalid(f"expected dtype {'|'.join(sorted(self.dtypes))} (little-endian), got {dtype.str}")
-        shape = value.shape
         if len(shape) != len(self.shape):
             raise _Invalid(f"expected shape {self._pattern()}, got {shape}")
         for i, want in self._fixed:
             if shape[i] != want:
                 raise _Invalid(f"expected shape {self._pattern()}, got {shape}")
-        if value.size > self.max_elements:
-            raise _Invalid(f"expected at most {self.max_elements} elements, got {value.size}")
-        if self.finite and dtype.kind == "f" and not _ALL(_ISFINITE(value), None):
-            bad = int(np.count_nonzero(~np.isfinite(value)))
-            raise _Invalid(f"expected finite values, got {bad} NaN/inf of {value.size}")
-        return value
+        if size > self.max_elements:
+            raise _Invalid(f"expected at most {self.max_elements} elements, got {size}")
+        arr = value.to_array() if received else value
+        if self.finite and dtype.kind == "f" and not _ALL(_ISFINITE(arr), None):
+            bad = int(np.count_nonzero(~np.isfinite(arr)))
+            raise _Invalid(f"expected finite values, got {bad} NaN/inf of {size}")
+        return arr if received else _to_ext(arr, dstr, shape)
 
     def _pattern(self) -> str:
         dims = ", ".join("*" if p is None else str(p) for p in self.shape)
@@ -419,10 +450,13 @@ class Data(Spec):
             return bool(value)
         if _is_int(value) or isinstance(value, (float, np.floating)):
             return _NUMBER.check(value)
-        if isinstance(value, np.ndarray) and self.arrays:
-            if value.dtype.str not in WIRE_DTYPES:
+        if isinstance(value, _WireArray) and self.arrays:  # received
+            return value.to_array()
+        if isinstance(value, np.ndarray) and self.arrays:  # to be sent
+            dstr = _wire_str(value.dtype)
+            if dstr not in WIRE_DTYPES:
                 raise _Invalid(f"expected a wire dtype {sorted(WIRE_DTYPES)}, got {value.dtype.str}")
-            return value
+            return _to_ext(value, dstr, value.shape)
         if isinstance(value, (list, tuple, Mapping)):
             if depth <= 0:
                 raise _Invalid(f"expected data nested at most {self.max_depth} deep")
@@ -609,8 +643,6 @@ def encode(kind: str, fields: Mapping[str, Any] | None = None) -> bytes:
     body["v"] = VERSION
     try:
         return _packer().pack(body)
-    except MessageError:
-        raise
     except Exception as e:  # e.g. a value msgpack cannot represent; re-raised as ours
         _local.packer = None  # its buffer may hold a partial frame
         raise MessageError(f"message {kind!r}: cannot pack: {e}") from e

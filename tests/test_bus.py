@@ -186,6 +186,35 @@ def test_malformed_frames_get_error_replies(inline):
             assert client.request("test_echo", {"x": 9})["x"] == 9
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
+def test_extra_frames_get_an_error_reply_and_do_not_desync_the_server(inline):
+    with Server(endpoint_for("tcp"), echo, inline=inline) as server:
+        rid, reply = raw_request(server.endpoint, [b"id", encode("test_echo", {"x": 1}), b"extra"])
+        assert rid == b"id" and "got 3 frame(s)" in decode(reply, expect="error")["message"]
+        with Client(server.endpoint) as client:
+            assert client.request("test_echo", {"x": 9})["x"] == 9
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["pooled", "inline"])
+def test_a_client_cannot_pose_as_the_servers_own_threads(inline):
+    # workers and close() reach the I/O thread through the ROUTER under secret routing ids;
+    # a client that picks look-alike ids is just another (here malformed) client
+    with Server(endpoint_for("tcp"), echo, inline=inline) as server:
+        for routing_id in (b"amiagent-stop-" + b"0" * 32, b"amiagent-worker0-" + b"0" * 32):
+            sock = default_context().socket(zmq.DEALER)
+            sock.linger = 0
+            sock.rcvtimeo = 2000
+            sock.setsockopt(zmq.ROUTING_ID, routing_id)
+            sock.connect(server.endpoint)
+            try:
+                sock.send(b"stop")
+                assert "expected frames" in decode(sock.recv_multipart()[1], expect="error")["message"]
+            finally:
+                sock.close(0)
+        with Client(server.endpoint) as client:
+            assert client.request("test_echo", {"x": 3})["x"] == 3
+
+
 def test_oversize_request_is_refused():
     with Server(endpoint_for("tcp"), echo, max_bytes=1024) as server:
         frame = encode("test_echo", {"x": 1, "data": np.zeros(1500, np.uint8)})
@@ -269,6 +298,27 @@ def test_close_is_idempotent_and_leaves_no_threads(transport):
     assert set(threading.enumerate()) <= before
     with pytest.raises(BusError, match="closed"):
         client.request("test_echo", {"x": 1})
+
+
+def test_close_returns_when_the_io_thread_has_failed(caplog, monkeypatch):
+    server = Server(endpoint_for("inproc"), echo, workers=2).start()
+    io_thread = server._threads[0]
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(server, "_reply_bad_framing", broken)
+    sock = default_context().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(server.endpoint)
+    sock.send(b"only-one-frame")  # bad framing: the I/O thread fails, closes the ROUTER, ends
+    sock.close(0)
+    io_thread.join(timeout=2)
+    assert not io_thread.is_alive() and "I/O thread failed" in caplog.text
+    closer = threading.Thread(target=server.close)  # nothing is left to wake: close() must not block
+    closer.start()
+    closer.join(timeout=2)
+    assert not closer.is_alive()
 
 
 def test_close_without_start_and_endpoint_before_start():
@@ -376,3 +426,17 @@ def test_backlog_is_bounded():
         finally:
             release.set()
             sock.close(0)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def test_bench_bus_reports_every_configuration_against_raw():
+    from amiagent.bench import bus as bench
+
+    report = bench.run(n=20, size=64)
+    results = report["results"]
+    assert set(results) == {f"{t}/{v}" for t in bench.TRANSPORTS for v in bench.VARIANTS}
+    for name, row in results.items():
+        assert 0 < row["p50_us"] <= row["p99_us"]
+        assert ("ratio_p50" in row) == (not name.endswith("/raw")), name

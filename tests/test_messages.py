@@ -150,6 +150,29 @@ def test_non_contiguous_arrays_are_sent_contiguous():
     np.testing.assert_array_equal(arr, out)
 
 
+def test_non_contiguous_arrays_in_array_fields_are_sent_contiguous():
+    actions = np.arange(32, dtype=np.float32).reshape(2, 16).T  # (16, 2), Fortran order
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)[:, ::-1]
+    plan = decode(encode("plan", dict(VALID["plan"], actions=actions)))
+    obs = decode(encode("observation", dict(VALID["observation"], images={"cam": image})))
+    np.testing.assert_array_equal(plan["actions"], actions)
+    np.testing.assert_array_equal(obs["images"]["cam"], image)
+
+
+def test_received_arrays_are_read_only_ndarrays_wherever_they_sit():
+    # arrays are built by the spec of the field that holds them: Array, MapOf(Array), nested Data
+    obs = decode(encode("observation", VALID["observation"]))
+    ok = decode(encode("ok", {"payload": {"xs": [np.arange(3)], "m": {"a": np.ones(2)}}}))
+    for arr in (obs["state"], obs["images"]["front"], ok["payload"]["xs"][0], ok["payload"]["m"]["a"]):
+        assert type(arr) is np.ndarray and not arr.flags.writeable
+
+
+def test_an_array_where_a_scalar_belongs_is_named_by_dtype_and_shape():
+    frame = pack_raw(envelope("estop", reason=ext_array("<f8", (2,), b"\0" * 16)))
+    with pytest.raises(MessageError, match=r"field 'reason': expected a string, got <f8 array of shape \(2,\)"):
+        decode(frame)
+
+
 def test_memoryview_frames_decode():
     frame = encode("estop", {"reason": "x"})
     assert decode(memoryview(frame))["reason"] == "x"

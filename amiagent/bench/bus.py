@@ -1,14 +1,23 @@
 """`amiagent bench bus`: request/reply round trip of the amiagent bus against raw pyzmq.
 
-One run measures, for a `--size` byte payload (default 1 KiB):
-  * between two processes (the peer is started with multiprocessing "spawn"),
-    over ipc and tcp: raw pyzmq DEALER/ROUTER echo, and the amiagent bus
-    (Client -> Server with an inline handler, and with the default thread pool);
-  * inside one process over inproc: raw echo thread vs bus Server.
+One run measures, for a `--size` byte payload (default 1 KiB), over ipc and tcp
+between two processes (the peer is started with multiprocessing "spawn") and
+over inproc between two threads of this process:
+  * raw: pyzmq DEALER -> ROUTER echo of the payload bytes, with the same socket
+    calls the bus makes (per-frame send, copy=False receive that reads the
+    frame's `more` flag). This is the reference for the bus/raw ratios: it
+    differs from the bus by exactly what amiagent adds.
+  * raw-multipart: the same echo with pyzmq's `send_multipart` /
+    `recv_multipart`, the idiomatic way to write it. Shown for scale: those
+    helpers look up RCVMORE through pyzmq's option enum after every frame.
+  * inline: amiagent `Client` -> `Server(inline=True)`, the handler running on
+    the server's socket thread (for handlers that take microseconds).
+  * pooled: the same with the default `Server` (handler on a worker thread).
 The bus sends an `echo` message (payload as a uint8 array), validated and
-decoded at both ends; raw pyzmq sends the bytes. Configurations are measured
-in interleaved blocks so machine noise hits them alike. Figures are
-microseconds per round trip (p50, p99) and the bus/raw ratios.
+decoded at both ends. Every server waits in a plain blocking receive. The
+configurations are measured in interleaved blocks, in a fresh random order each
+round, so machine noise hits them alike, and nothing else (no progress spinner)
+runs while timing. Figures are microseconds per round trip.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import random
 import shutil
 import threading
 import time
@@ -31,68 +41,137 @@ from amiagent.messages import Array, Message, Schema, register_schema
 
 ECHO = register_schema(Schema("echo", {"data": Array({"uint8"}, (None,))}, "Bench payload, echoed back."))
 
+VARIANTS = ("raw", "raw-multipart", "inline", "pooled")
+REFERENCE = "raw"
+TRANSPORTS = ("ipc", "tcp", "inproc")
+
 _BLOCK = 500  # round trips per interleaved block
 _WARMUP = 300
+_SNDMORE = int(zmq.SNDMORE)  # plain ints, as the bus uses them
 
 
 def _echo(msg: Message) -> tuple[str, dict[str, Any]]:
     return "echo", {"data": msg["data"]}
 
 
-def _raw_echo(router: zmq.Socket, stop: threading.Event) -> None:
-    router.rcvtimeo = 100  # wake now and then to notice `stop`
-    while not stop.is_set():
-        try:
-            router.send_multipart(router.recv_multipart())
-        except zmq.Again:
-            continue
+# --------------------------------------------------------------------------- raw pyzmq
+
+
+def _recv_lean(sock: zmq.Socket) -> list[bytes]:
+    frames = []
+    while True:
+        frame = sock.recv(copy=False)
+        frames.append(frame.bytes)
+        if not frame.more:
+            return frames
+
+
+def _send_lean(sock: zmq.Socket, frames: list[bytes]) -> None:
+    for frame in frames[:-1]:
+        sock.send(frame, _SNDMORE)
+    sock.send(frames[-1])
+
+
+def _raw_echo(router: zmq.Socket, multipart: bool) -> None:
+    # blocks like the bus server's I/O thread; a lone frame (`_Servers.close`) stops it
+    while True:
+        frames = router.recv_multipart() if multipart else _recv_lean(router)
+        if len(frames) == 2:
+            break
+        if multipart:
+            router.send_multipart(frames)
+        else:
+            _send_lean(router, frames)
     router.close(0)
 
 
-def _start_raw(ctx: zmq.Context, endpoint: str, stop: threading.Event) -> tuple[str, threading.Thread]:
+def _start_raw(ctx: zmq.Context, endpoint: str, multipart: bool) -> tuple[str, threading.Thread]:
     router = ctx.socket(zmq.ROUTER)
     router.linger = 0
     router.bind(endpoint)
     resolved = router.getsockopt_string(zmq.LAST_ENDPOINT)
-    thread = threading.Thread(target=_raw_echo, args=(router, stop), name="raw-echo", daemon=True)
+    thread = threading.Thread(target=_raw_echo, args=(router, multipart), name="raw-echo", daemon=True)
     thread.start()
     return resolved, thread
 
 
-def _peer(conn: Any) -> None:
-    """The other process: raw echo and bus servers on ipc and tcp, until told to stop."""
-    ctx = default_context()
-    stop = threading.Event()
-    raw_ipc, t1 = _start_raw(ctx, ipc_endpoint("raw"), stop)
-    raw_tcp, t2 = _start_raw(ctx, "tcp://127.0.0.1:0", stop)
-    servers = {
-        "ipc/inline": Server("ipc://*", _echo, inline=True, name="bench-inline").start(),
-        "ipc/pooled": Server("ipc://*", _echo, workers=2, name="bench-pooled").start(),
-        "tcp/inline": Server("tcp://127.0.0.1:0", _echo, inline=True, name="bench-tcp").start(),
-    }
-    endpoints = {"ipc/raw": raw_ipc, "tcp/raw": raw_tcp} | {k: s.endpoint for k, s in servers.items()}
-    conn.send(endpoints)
-    conn.recv()  # stop
-    stop.set()
-    for server in servers.values():
-        server.close()
-    t1.join()
-    t2.join()
-    shutil.rmtree(os.path.dirname(raw_ipc[len("ipc://"):]), ignore_errors=True)
-    conn.send("done")
-
-
-def _raw_caller(ctx: zmq.Context, endpoint: str, payload: bytes) -> tuple[Callable[[], None], Callable[[], None]]:
+def _raw_caller(
+    ctx: zmq.Context, endpoint: str, payload: bytes, multipart: bool
+) -> tuple[Callable[[], None], Callable[[], None]]:
     dealer = ctx.socket(zmq.DEALER)
     dealer.linger = 0
     dealer.connect(endpoint)
-    frames = [b"\0" * 8, payload]
+    frames = [b"\0" * 8, payload]  # [request id, payload], as the bus client sends
 
-    def call() -> None:
+    def call_multipart() -> None:
         dealer.send_multipart(frames)
         dealer.recv_multipart()
 
-    return call, lambda: dealer.close(0)
+    def call_lean() -> None:
+        _send_lean(dealer, frames)
+        _recv_lean(dealer)
+
+    return (call_multipart if multipart else call_lean), lambda: dealer.close(0)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class _Servers:
+    """Every echo server of one process: raw (both styles) and bus (inline, pooled) per transport."""
+
+    def __init__(self, transports: tuple[str, ...]):
+        self._ctx = default_context()
+        self._raw: list[tuple[str, threading.Thread]] = []
+        self._tmpdirs: list[str] = []
+        self._servers: list[Server] = []
+        self.endpoints: dict[str, str] = {}
+        for transport in transports:
+            for variant in ("raw", "raw-multipart"):
+                endpoint = _fresh_endpoint(transport, variant)
+                if transport == "ipc":
+                    self._tmpdirs.append(os.path.dirname(endpoint[len("ipc://"):]))
+                resolved, thread = _start_raw(self._ctx, endpoint, variant == "raw-multipart")
+                self.endpoints[f"{transport}/{variant}"] = resolved
+                self._raw.append((resolved, thread))
+            for variant, options in (("inline", {"inline": True}), ("pooled", {"workers": 2})):
+                endpoint = _fresh_endpoint(transport, variant, bus=True)
+                server = Server(endpoint, _echo, name=f"bench-{variant}", **options)
+                self._servers.append(server.start())
+                self.endpoints[f"{transport}/{variant}"] = server.endpoint
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for endpoint, thread in self._raw:
+            stopper = self._ctx.socket(zmq.DEALER)
+            stopper.linger = 0
+            stopper.connect(endpoint)
+            stopper.send(b"stop")
+            thread.join()
+            stopper.close(0)
+        for tmpdir in self._tmpdirs:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _fresh_endpoint(transport: str, name: str, bus: bool = False) -> str:
+    if transport == "inproc":
+        return f"inproc://bench-{name}-{os.getpid()}"
+    if transport == "tcp":
+        return "tcp://127.0.0.1:0"
+    return "ipc://*" if bus else ipc_endpoint(name)
+
+
+def _peer(conn: Any) -> None:
+    """The other process: echo servers on ipc and tcp, until told to stop."""
+    servers = _Servers(("ipc", "tcp"))
+    conn.send(servers.endpoints)
+    conn.recv()  # stop
+    servers.close()
+    conn.send("done")
+
+
+# --------------------------------------------------------------------------- measurement
 
 
 def _bus_caller(endpoint: str, data: np.ndarray) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -105,18 +184,21 @@ def _bus_caller(endpoint: str, data: np.ndarray) -> tuple[Callable[[], None], Ca
     return call, client.close
 
 
-def _measure(callers: dict[str, Callable[[], None]], n: int) -> dict[str, np.ndarray]:
-    """Interleave blocks of each caller until each has `n` timed round trips (µs)."""
+def _measure(callers: dict[str, Callable[[], None]], n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Interleave blocks of each caller, in a shuffled order per round, until each has `n` round trips (µs)."""
     clock = time.perf_counter_ns
     for call in callers.values():
         for _ in range(_WARMUP):
             call()
     times = {name: np.empty(n) for name in callers}
+    order = list(callers)
+    rng = random.Random(seed)
     done = 0
     while done < n:
         k = min(_BLOCK, n - done)
-        for name, call in callers.items():
-            out = times[name]
+        rng.shuffle(order)  # no configuration always follows the same one
+        for name in order:
+            call, out = callers[name], times[name]
             for i in range(done, done + k):
                 t0 = clock()
                 call()
@@ -126,58 +208,50 @@ def _measure(callers: dict[str, Callable[[], None]], n: int) -> dict[str, np.nda
 
 
 def run(n: int, size: int) -> dict[str, Any]:
-    """Run every configuration; returns {config: {"p50_us", "p99_us"}} plus ratios."""
+    """Run every configuration; returns {"results": {"transport/variant": figures}} with ratios to raw."""
     ctx = default_context()
     payload = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
     raw_bytes = payload.tobytes()
-    callers: dict[str, Callable[[], None]] = {}
-    closers: list[Callable[[], None]] = []
 
-    # two processes
     spawn = mp.get_context("spawn")
     here, there = spawn.Pipe()
     peer = spawn.Process(target=_peer, args=(there,), name="bench-bus-peer", daemon=True)
     peer.start()
-    remote = here.recv()
-    for name, endpoint in remote.items():
-        call, close = _raw_caller(ctx, endpoint, raw_bytes) if name.endswith("/raw") else _bus_caller(endpoint, payload)
-        callers[name] = call
-        closers.append(close)
+    endpoints = here.recv()  # ipc and tcp: in the other process
+    local = _Servers(("inproc",))  # inproc: a thread of this one
+    endpoints |= local.endpoints
 
-    # one process, inproc
-    stop = threading.Event()
-    raw_inproc, raw_thread = _start_raw(ctx, "inproc://bench-raw", stop)
-    server = Server("inproc://bench-bus", _echo, inline=True, name="bench-inproc").start()
-    for name, (call, close) in {
-        "inproc/raw": _raw_caller(ctx, raw_inproc, raw_bytes),
-        "inproc/inline": _bus_caller(server.endpoint, payload),
-    }.items():
-        callers[name] = call
-        closers.append(close)
-
+    callers: dict[str, Callable[[], None]] = {}
+    closers: list[Callable[[], None]] = []
     try:
+        for transport in TRANSPORTS:
+            for variant in VARIANTS:
+                name = f"{transport}/{variant}"
+                if variant.startswith("raw"):
+                    call, close = _raw_caller(ctx, endpoints[name], raw_bytes, variant == "raw-multipart")
+                else:
+                    call, close = _bus_caller(endpoints[name], payload)
+                callers[name] = call
+                closers.append(close)
         times = _measure(callers, n)
     finally:
         for close in closers:
             close()
-        server.close()
-        stop.set()
-        raw_thread.join()
+        local.close()
         here.send("stop")
         here.recv()
         peer.join(timeout=10)
 
-    results: dict[str, Any] = {
-        name: {"p50_us": float(np.percentile(t, 50)), "p99_us": float(np.percentile(t, 99))}
-        for name, t in times.items()
-    }
-    for name in list(results):
+    results: dict[str, Any] = {}
+    for name, t in times.items():
+        results[name] = {"p50_us": float(np.percentile(t, 50)), "p99_us": float(np.percentile(t, 99))}
+    for name, row in results.items():
         transport, variant = name.split("/")
-        if variant != "raw":
-            raw = results[f"{transport}/raw"]
-            results[name]["ratio_p50"] = results[name]["p50_us"] / raw["p50_us"]
-            results[name]["ratio_p99"] = results[name]["p99_us"] / raw["p99_us"]
-    return {"n": n, "size": size, "results": results}
+        if variant != REFERENCE:
+            ref = results[f"{transport}/{REFERENCE}"]
+            row["ratio_p50"] = row["p50_us"] / ref["p50_us"]
+            row["ratio_p99"] = row["p99_us"] / ref["p99_us"]
+    return {"n": n, "size": size, "reference": REFERENCE, "results": results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,20 +268,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be >= 1 and --size >= 0")
 
     console = Console()
-    with console.status(f"bench bus: {args.n} round trips x 7 configurations, {args.size} B payload"):
-        report = run(args.n, args.size)
+    configs = len(TRANSPORTS) * len(VARIANTS)
+    # a plain line, not a spinner: a spinner's refresh thread would take the GIL while we time
+    console.print(f"bench bus: {args.n} round trips x {configs} configurations, {args.size} B payload ...")
+    report = run(args.n, args.size)
 
     table = Table(title=f"amiagent bus vs raw pyzmq, {args.size} B round trip (µs), n={args.n}")
-    for column in ("transport", "variant", "p50", "p99", "bus/raw p50", "bus/raw p99"):
+    for column in ("transport", "variant", "p50", "p99", "/raw p50", "/raw p99"):
         table.add_column(column, justify="left" if column in ("transport", "variant") else "right")
-    for name, row in report["results"].items():
-        transport, variant = name.split("/")
-        ratio50 = f"{row['ratio_p50']:.2f}x" if "ratio_p50" in row else ""
-        ratio99 = f"{row['ratio_p99']:.2f}x" if "ratio_p99" in row else ""
-        table.add_row(transport, variant, f"{row['p50_us']:.1f}", f"{row['p99_us']:.1f}", ratio50, ratio99)
+    for transport in TRANSPORTS:
+        for variant in VARIANTS:
+            row = report["results"][f"{transport}/{variant}"]
+            ratio50 = f"{row['ratio_p50']:.2f}x" if "ratio_p50" in row else ""
+            ratio99 = f"{row['ratio_p99']:.2f}x" if "ratio_p99" in row else ""
+            table.add_row(transport, variant, f"{row['p50_us']:.1f}", f"{row['p99_us']:.1f}", ratio50, ratio99)
+        table.add_section()
     console.print(table)
-    console.print("ipc/tcp: two processes; inproc: two threads of one process. "
-                  "inline: handler on the server's socket thread; pooled: handler on a worker thread.")
+    console.print(
+        "ipc/tcp: two processes; inproc: two threads of one process. raw: pyzmq with the bus's own socket "
+        "calls (the reference); raw-multipart: pyzmq send_multipart/recv_multipart. inline: Server(inline=True), "
+        "handler on the socket thread; pooled: default Server, handler on a worker thread."
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
