@@ -103,7 +103,7 @@ def test_slow_handler_does_not_block_another_client():
 
         def slow():
             with Client(server.endpoint, timeout=5) as c:
-                c.request("test_echo", {"x": 1, "sleep": 0.5})
+                c.request("test_echo", {"x": 1, "sleep": 1.0})
                 slow_done["t"] = time.monotonic()
 
         thread = threading.Thread(target=slow)
@@ -112,10 +112,11 @@ def test_slow_handler_does_not_block_another_client():
         time.sleep(0.05)  # the slow request is in its handler now
         with Client(server.endpoint) as fast:
             assert fast.request("test_echo", {"x": 2})["x"] == 2
-            fast_elapsed = time.monotonic() - start
+            fast_done = time.monotonic()
         thread.join()
-    assert fast_elapsed < 0.25, fast_elapsed
-    assert slow_done["t"] - start >= 0.5
+    # behaviour, not speed: the fast request was answered while the slow one was still in its handler
+    assert fast_done < slow_done["t"]
+    assert slow_done["t"] - start >= 1.0
 
 
 def test_timeout_then_late_reply_is_discarded():
