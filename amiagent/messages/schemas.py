@@ -1,0 +1,123 @@
+"""Message schemas: each kind's fields, and the table of kinds amiagent speaks."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+from amiagent.errors import ConfigError, MessageError
+
+
+from amiagent.messages.wire import _RESERVED
+from amiagent.messages.specs import (
+    Array,
+    Data,
+    Int,
+    ListOf,
+    MapOf,
+    Number,
+    Spec,
+    Str,
+)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The fields of one message kind: name -> Spec."""
+
+    kind: str
+    fields: Mapping[str, Spec] = field(default_factory=dict)
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", types.MappingProxyType(dict(self.fields)))
+        object.__setattr__(self, "_items", tuple(self.fields.items()))  # iterated on every message
+        reserved = _RESERVED & set(self.fields)
+        if reserved:
+            raise ConfigError(f"schema {self.kind!r}: field names {sorted(reserved)} are reserved for the envelope")
+
+
+_SCHEMAS: dict[str, Schema] = {}
+
+
+def register_schema(schema: Schema, *, replace: bool = False) -> Schema:
+    """Add a message kind. Registering a different schema under a taken kind needs `replace=True`."""
+    old = _SCHEMAS.get(schema.kind)
+    if old is not None and old != schema and not replace:
+        raise ConfigError(f"message kind {schema.kind!r} is already registered with another schema")
+    _SCHEMAS[schema.kind] = schema
+    return schema
+
+
+def schema_for(kind: str) -> Schema:
+    """The schema of `kind`; MessageError if unknown."""
+    try:
+        return _SCHEMAS[kind]
+    except KeyError:
+        raise MessageError(f"unknown message kind {kind!r}; known: {sorted(_SCHEMAS)}") from None
+
+
+def kinds() -> tuple[str, ...]:
+    """Registered message kinds, sorted."""
+    return tuple(sorted(_SCHEMAS))
+
+
+_FLOATS = frozenset({"float32", "float64"})
+_DATA_MAP = MapOf(MapOf(Data()))  # name -> parameters, as Task.constraints / Settings.guardrails
+_GOAL = ListOf(Number(), min_len=1, max_len=256)
+
+for _schema in (
+    Schema("observation", {
+        "t": Number(),
+        "state": Array(_FLOATS, (None,), finite=True),
+        "images": MapOf(Array({"uint8"}, (None, None, 3)), max_items=32, optional=True),
+    }, "A body's Observation: t (s), state (S,), images name -> (h, w, 3) uint8."),
+    Schema("command", {
+        "action": Array(_FLOATS, (None,), finite=True, max_elements=4096),
+        "seq": Int(),
+    }, "Hold `action` (A,); `seq` numbers commands from one sender."),
+    Schema("stop", {}, "Brake to a standstill."),
+    Schema("estop", {"reason": Str()}, "Emergency stop: refuse commands until release."),
+    Schema("release", {}, "Lift an emergency stop."),
+    Schema("observe", {}, "Ask a body for an observation."),
+    Schema("describe", {}, "Ask a body for its body_info."),
+    Schema("body_info", {
+        "action_low": Array(_FLOATS, (None,), finite=True, max_elements=4096),
+        "action_high": Array(_FLOATS, (None,), finite=True, max_elements=4096),
+    }, "A body's action bounds, (A,) each."),
+    Schema("telemetry", {
+        "cycle": Int(min=0),
+        "t": Number(),
+        "values": MapOf(Number(), max_items=1024),
+    }, "Figures of one agent cycle."),
+    Schema("task", {
+        "name": Str(),
+        "goal": _GOAL,
+        "constraints": _DATA_MAP,
+        "goal_tolerance": Number(),
+        "max_steps": Int(),
+    }, "A contracts.Task."),
+    Schema("settings", {
+        "goal": _GOAL,
+        "horizon": Int(min=1),
+        "weights": MapOf(Number(), max_items=1024),
+        "guardrails": _DATA_MAP,
+        "mode": Str(max_len=64),
+        "version": Int(),
+    }, "A contracts.Settings."),
+    Schema("plan", {
+        "actions": Array({"float32"}, (None, None), finite=True),
+        "states": Array({"float32"}, (None, None), finite=True),
+        "total": Number(),
+        "violation": Array(_FLOATS, (None,), finite=True),
+    }, "An actor's plan: actions (H, A), states (H, D), total cost, violation (H,)."),
+    Schema("ok", {"payload": Data(arrays=True, optional=True)}, "Success, with optional plain data."),
+    Schema("error", {
+        "kind": Str(max_len=256),
+        "message": Str(max_len=16384),
+    }, "A failed request: error type name and text."),
+):
+    register_schema(_schema)
+
