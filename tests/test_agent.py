@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -53,6 +54,18 @@ def register_test_actors():
     registry.unregister("actor", "slow")
     registry.unregister("actor", "broken")
     SlowActor.slow_from, BrokenActor.mode = 3, "raise"
+
+
+@contextlib.contextmanager
+def agent_in_world(cfg):
+    """The configured agent and world, closed afterwards."""
+    world = build_world(cfg["world"])
+    agent = build_agent(cfg["agent"])
+    try:
+        yield agent, world
+    finally:
+        agent.close()
+        world.close()
 
 
 def _drive(agent, world, cycles):
@@ -140,30 +153,20 @@ def test_broken_planner_falls_back_to_braking(navigator_config, register_test_ac
 
 
 def test_cycle_before_start_is_an_error(navigator_config):
-    agent = build_agent(navigator_config["agent"])
-    world = build_world(navigator_config["world"])
-    try:
+    with agent_in_world(navigator_config) as (agent, world):
         world.reset(0)
         with pytest.raises(ConfigError, match=r"start\(task\) must be called"):
             agent.cycle(world.body.observe())
-    finally:
-        agent.close()
-        world.close()
 
 
 def test_memory_records_every_cycle(navigator_config):
-    agent = build_agent(navigator_config["agent"])
-    world = build_world(navigator_config["world"])
-    try:
+    with agent_in_world(navigator_config) as (agent, world):
         agent.start(world.reset(1), world.body.observe())
         cycles = _drive(agent, world, 5)
         records = agent.modules.memory.recent(10)
         assert len(records) == 5
         assert [tuple(r.action.tolist()) for r in records] == [pytest.approx(c.action) for c in cycles]
-    finally:
-        agent.close()
-        agent.close()  # safe twice
-        world.close()
+        agent.close()  # closing twice is safe
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -193,9 +196,7 @@ class _ExplodingFilter:
 
 
 def test_failing_safety_filter_brakes(navigator_config):
-    agent = build_agent(navigator_config["agent"])
-    world = build_world(navigator_config["world"])
-    try:
+    with agent_in_world(navigator_config) as (agent, world):
         agent.start(world.reset(0), world.body.observe())
         world.body.command(to_body_action((1.0, 0.5)))
         world.advance(0.5)
@@ -206,15 +207,10 @@ def test_failing_safety_filter_brakes(navigator_config):
         assert cycle.filtered and cycle.filter_reason == "safety filter failed: braking"
         assert cycle.action == pytest.approx(tuple(expected.tolist()))
         assert agent.counters.safety_errors == 1
-    finally:
-        agent.close()
-        world.close()
 
 
 def test_non_finite_state_halts_the_body(navigator_config):
-    agent = build_agent(navigator_config["agent"])
-    world = build_world(navigator_config["world"])
-    try:
+    with agent_in_world(navigator_config) as (agent, world):
         task = world.reset(0)
         agent.start(task)
         obs = world.body.observe()
@@ -222,36 +218,23 @@ def test_non_finite_state_halts_the_body(navigator_config):
         cycle = agent.cycle(broken)  # NaN state: no plan, no brake, nothing valid to send
         assert cycle.halt and cycle.source == "stop"
         assert all(a == 0.0 for a in cycle.action)
-    finally:
-        agent.close()
-        world.close()
 
 
 def test_new_settings_drop_the_last_plan(navigator_config):
-    agent = build_agent(navigator_config["agent"])
-    world = build_world(navigator_config["world"])
-    try:
+    with agent_in_world(navigator_config) as (agent, world):
         task = world.reset(0)
         agent.start(task, world.body.observe())
         _drive(agent, world, 2)
         assert agent._last_plan is not None
         agent.apply(agent.modules.configurator.configure(task))
         assert agent._last_plan is None and agent._pending is None
-    finally:
-        agent.close()
-        world.close()
 
 
 def test_settings_goal_must_fit_the_state(navigator_config):
     navigator_config["agent"]["configurator"]["params"]["state_dim"] = 3
-    agent = build_agent(navigator_config["agent"])
-    world = build_world(navigator_config["world"])
-    try:
+    with agent_in_world(navigator_config) as (agent, world):
         with pytest.raises(ConfigError, match="settings.goal has 3 values but the world model's state has 4"):
             agent.start(world.reset(0))
-    finally:
-        agent.close()
-        world.close()
 
 
 @pytest.mark.slow
