@@ -34,12 +34,15 @@ from amiagent.contracts import (
     Task,
     WorldModel,
 )
-from amiagent.errors import ConfigError, ContractError
+from amiagent.errors import AmiagentError, ConfigError, ContractError
 from amiagent.planning import SafetyFilter
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("plan", "previous", "mode1", "stop")
+
+PLANNER_GRACE_S = 5.0
+"""How long close(), apply() and start() wait for a plan in flight before declaring the planner hung."""
 
 SHARED_MODULES = object()
 """Default of `Agent(safety=...)`: a safety filter over the agent's own world model and cost."""
@@ -152,6 +155,11 @@ class Agent:
         if safety is None:
             log.warning("the safety filter is off: actions reach the body without a last guardrail check")
         self.safety = safety
+        # the filter's own model instances share the agent's lifecycle (shared ones already do)
+        shared = modules.all()
+        self._safety_modules = [] if safety is None else [
+            m for m in (safety.world_model, safety.cost) if not any(m is s for s in shared)
+        ]
         self.settings: Settings | None = None
         self.goal_feasible = True
         self.counters = Counters()
@@ -159,6 +167,7 @@ class Agent:
         self._pending: tuple[int, cf.Future] | None = None
         self._last_plan: tuple[int, Plan] | None = None
         self._closed = False
+        self._hung = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,12 +179,17 @@ class Agent:
         """
         settings = self.modules.configurator.configure(task)
         self.apply(settings)
-        for module in self.modules.all():
+        for module in self.modules.all() + self._safety_modules:
             module.activate()
         self.counters = Counters()
         if obs is not None:
             state = self.modules.perception.encode(obs)
-            self._executor.submit(self.modules.actor.act, state).result()
+            try:
+                self._executor.submit(self.modules.actor.act, state).result(timeout=PLANNER_GRACE_S)
+            except cf.TimeoutError:
+                self._hung = True
+                raise AmiagentError(f"the actor's first plan took over {PLANNER_GRACE_S:g} s: it is hung or far "
+                                    "too slow for this control rate") from None
         self.modules.actor.reset()
         self.goal_feasible = self._goal_is_feasible(settings)
         if not self.goal_feasible:
@@ -196,11 +210,11 @@ class Agent:
                 "make the configurator's state_dim match the world model"
             )
         self._drop_pending()
+        if self._hung:
+            raise AmiagentError("the planner is hung: this agent cannot take new settings; close it")
         self._last_plan = None
-        for module in self.modules.all():
+        for module in self.modules.all() + self._safety_modules:
             module.apply(settings)
-        if self.safety is not None and self.safety.cost is not self.modules.cost:
-            self.safety.apply(settings)  # its own modules; shared ones have just been configured
         if self.safety is not None:
             self.safety.horizon = settings.horizon
         self.settings = settings
@@ -211,8 +225,9 @@ class Agent:
             return
         self._closed = True
         self._drop_pending()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        for module in self.modules.all():
+        # a hung planner thread cannot be stopped: do not wait for it
+        self._executor.shutdown(wait=not self._hung, cancel_futures=True)
+        for module in self.modules.all() + self._safety_modules:
             module.close()
 
     def _goal_is_feasible(self, settings: Settings) -> bool:
@@ -223,12 +238,16 @@ class Agent:
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
-            self._pending[1].cancel()
+            future = self._pending[1]
+            self._pending = None
+            future.cancel()
             try:
-                self._pending[1].result()  # let an in-flight plan finish before state is reset
+                future.result(timeout=PLANNER_GRACE_S)  # let an in-flight plan finish before state changes
+            except cf.TimeoutError:
+                self._hung = True
+                log.error("a plan has been running for over %g s: the planner is hung", PLANNER_GRACE_S)
             except (cf.CancelledError, Exception):  # its result or failure is irrelevant now
                 pass
-            self._pending = None
 
     # ------------------------------------------------------------------ the cycle
 
@@ -284,16 +303,18 @@ class Agent:
                 return None, True  # still in flight: when it ends it will be stale and dropped
             except Exception:
                 self._pending = None
-                self.counters.planner_errors += 1
-                log.exception("the actor failed; falling back")
-                return None, False
+                if asked_at == index:
+                    self.counters.planner_errors += 1
+                    log.exception("the actor failed; falling back")
+                    return None, False
+                log.warning("a late plan failed after its cycle", exc_info=True)
             if asked_at == index:
                 break
             # a late plan from an older state finished: drop it, plan afresh with the time left
             self._pending = (index, self._executor.submit(actor.act, state))
         self._pending = None
         try:
-            self._validate(plan.actions, "plan.actions", min_steps=1)
+            self._validate(plan.actions, "plan.actions", plan=True)
         except ContractError as exc:
             self.counters.planner_errors += 1
             log.error("discarding an invalid plan: %s", exc)
@@ -301,15 +322,17 @@ class Agent:
         self._last_plan = (index, plan)
         return plan, False
 
-    def _validate(self, actions: torch.Tensor, what: str, min_steps: int = 0) -> None:
-        """Raise ContractError unless `actions` is a finite, in-bounds (.., A) tensor."""
+    def _validate(self, actions: torch.Tensor, what: str, plan: bool = False) -> None:
+        """Raise ContractError unless `actions` is finite, real, in bounds and shaped (A,), or (H >= 1, A) for a plan."""
         wm = self.modules.world_model
         if not isinstance(actions, torch.Tensor):
             raise ContractError(f"{what} must be a torch.Tensor, got {type(actions).__name__}")
-        if actions.ndim < 1 or actions.shape[-1] != wm.action_dim:
-            raise ContractError(f"{what} must end in the action dimension {wm.action_dim}, got {tuple(actions.shape)}")
-        if actions.ndim == 2 and actions.shape[0] < min_steps:
-            raise ContractError(f"{what} must hold at least {min_steps} step(s), got {actions.shape[0]}")
+        if not actions.is_floating_point():
+            raise ContractError(f"{what} must hold real floating-point values, got {actions.dtype}")
+        expected = f"(H >= 1, {wm.action_dim})" if plan else f"({wm.action_dim},)"
+        ndim = 2 if plan else 1
+        if actions.ndim != ndim or actions.shape[-1] != wm.action_dim or (plan and actions.shape[0] < 1):
+            raise ContractError(f"{what} must have shape {expected}, got {tuple(actions.shape)}")
         if not bool(torch.isfinite(actions).all()):
             raise ContractError(f"{what} holds non-finite values")
         if bool((actions < wm.action_low - 1e-6).any() or (actions > wm.action_high + 1e-6).any()):

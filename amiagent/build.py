@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+
 from amiagent import registry
 from amiagent.agent import Agent, LoopConfig, Modules
-from amiagent.contracts import World
+from amiagent.contracts import World, WorldModel
 from amiagent.cost import IntrinsicCost
 from amiagent.errors import ConfigError
 from amiagent.planning import SafetyFilter
@@ -60,7 +63,8 @@ def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, na
     if extra_margin:
         fields = {f.name: f for f in dataclasses.fields(registry.load_class(kind, name).Params)}
         if "margin" in fields:
-            params["margin"] = float(params.get("margin", fields["margin"].default)) + extra_margin
+            base = params.get("margin", fields["margin"].default)
+            params["margin"] = _number(f"{where}.params.margin", base) + extra_margin
     return registry.create(kind, name, params, where=f"{where} ({kind}.{name})")
 
 
@@ -134,7 +138,24 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
             f"agent.perception gives states of {modules.perception.state_dim} values but agent.world_model "
             f"expects {modules.world_model.state_dim}: make their dimensions agree"
         )
-    return Agent(modules, loop, safety=build_safety(agent_cfg))
+    safety = build_safety(agent_cfg)
+    if safety is not None:
+        _check_models_agree(safety.world_model, modules.world_model)
+    return Agent(modules, loop, safety=safety)
+
+
+def _check_models_agree(checker: WorldModel, planner: WorldModel) -> None:
+    """The safety filter's model must speak the planner's states and actions, with the same bounds."""
+    same = (checker.state_dim, checker.action_dim) == (planner.state_dim, planner.action_dim) and bool(
+        torch.equal(checker.action_low, planner.action_low) and torch.equal(checker.action_high, planner.action_high)
+    )
+    if not same:
+        raise ConfigError(
+            "agent.safety.world_model must have the planner's state and action dimensions and action bounds; got "
+            f"D={checker.state_dim}, A={checker.action_dim}, bounds {checker.action_low.tolist()}..."
+            f"{checker.action_high.tolist()} against D={planner.state_dim}, A={planner.action_dim}, "
+            f"bounds {planner.action_low.tolist()}...{planner.action_high.tolist()}"
+        )
 
 
 def build_world(world_cfg: Any) -> World:
@@ -143,12 +164,23 @@ def build_world(world_cfg: Any) -> World:
 
 
 def check_body_fits(agent: Agent, world: World) -> None:
-    """The world's body must take the actions the agent's world model plans."""
+    """The world's body must take the actions the agent plans, within bounds the body honours.
+
+    A model that assumes more authority than the body has (a larger acceleration
+    bound, say) would plan and check braking the body cannot do: refused.
+    """
     wm = agent.modules.world_model
-    dims = len(world.body.action_low)
-    if dims != wm.action_dim:
-        raise ConfigError(f"the world's body takes {dims}-dimensional actions but agent.world_model plans "
+    low, high = np.asarray(world.body.action_low, dtype=float), np.asarray(world.body.action_high, dtype=float)
+    if len(low) != wm.action_dim:
+        raise ConfigError(f"the world's body takes {len(low)}-dimensional actions but agent.world_model plans "
                           f"{wm.action_dim}: choose a world model for this body")
+    model_low, model_high = wm.action_low.double().numpy(), wm.action_high.double().numpy()
+    if (model_low < low - 1e-6).any() or (model_high > high + 1e-6).any():
+        raise ConfigError(
+            f"agent.world_model plans actions in {model_low.tolist()}...{model_high.tolist()} but the body only "
+            f"takes {low.tolist()}...{high.tolist()}: the planner would count on authority the body does not have "
+            "(set the world model's bounds, e.g. max_accel, from the world's)"
+        )
 
 
 @dataclass(frozen=True)

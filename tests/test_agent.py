@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import pytest
@@ -270,3 +271,79 @@ def test_safety_filter_keeps_a_blind_planner_out_of_zones(navigator_config):
     finally:
         agent.close()
         world.close()
+
+
+class MisshapedActor(MPC):
+    """Returns a plan with an extra leading axis: (1, H, A) instead of (H, A)."""
+
+    def act(self, state):
+        plan = super().act(state)
+        return Plan(plan.actions.unsqueeze(0), plan.states, plan.cost, plan.info)
+
+
+@pytest.mark.parametrize("safety", [True, False])
+def test_misshaped_plan_is_rejected(navigator_config, safety):
+    registry.register("actor", "misshaped", MisshapedActor)
+    navigator_config["agent"]["actor"]["name"] = "misshaped"
+    navigator_config["agent"]["safety"]["enabled"] = safety
+    try:
+        with agent_in_world(navigator_config) as (agent, world):
+            agent.start(world.reset(0), world.body.observe())
+            cycles = _drive(agent, world, 3)
+            assert [c.source for c in cycles] == ["stop"] * 3
+            assert agent.counters.planner_errors == 3 and agent.counters.safety_errors == 0
+            assert all(len(c.action) == 2 for c in cycles)
+    finally:
+        registry.unregister("actor", "misshaped")
+
+
+def test_episode_stops_the_body_when_a_cycle_fails(navigator_config):
+    from amiagent.runtime.local import run_episode
+
+    with agent_in_world(navigator_config) as (agent, world):
+        calls = {"n": 0}
+        real_cycle = agent.cycle
+
+        def failing_cycle(obs):
+            calls["n"] += 1
+            if calls["n"] == 15:
+                raise RuntimeError("perception crashed")
+            return real_cycle(obs)
+
+        agent.cycle = failing_cycle
+        with pytest.raises(RuntimeError, match="perception crashed"):
+            run_episode(agent, world, 0)
+        assert world.body.held_command is None  # stopped: no command held any more
+        world.advance(2.0)
+        assert abs(world.body.observe().state[2:]).max() < 1e-9  # braked to rest
+
+
+def test_safety_modules_follow_the_agent_lifecycle(navigator_config):
+    with agent_in_world(navigator_config) as (agent, world):
+        agent.start(world.reset(0))
+        assert agent.safety.world_model.active and agent.safety.cost.active
+    assert not agent.safety.world_model.active and not agent.safety.cost.active
+
+
+def test_hung_planner_does_not_hang_the_agent(navigator_config, register_test_actors, monkeypatch):
+    import amiagent.agent as agent_module
+    from amiagent.errors import AmiagentError
+
+    monkeypatch.setattr(agent_module, "PLANNER_GRACE_S", 0.3)
+    SlowActor.slow_from = 1  # every plan after the warm-up takes 2 s
+    agent, world = _setup(navigator_config, "slow", deadline_s=0.05)
+    try:
+        cycle = _drive(agent, world, 1)[0]
+        assert cycle.missed_deadline and cycle.source == "stop"
+        started = time.monotonic()
+        with pytest.raises(AmiagentError, match="the planner is hung"):
+            agent.apply(agent.settings)
+        agent.close()
+        assert time.monotonic() - started < 1.5  # bounded waits, not the 2 s plan
+    finally:
+        agent.close()
+        world.close()
+        # the stuck plan finishes on its own; let it, so later tests start without its thread
+        for thread in threading.enumerate():
+            if thread.name.startswith("amiagent-plan"):
+                thread.join(timeout=5)

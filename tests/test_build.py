@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amiagent import checks, registry
-from amiagent.build import RunConfig, build_agent, build_cost, build_world, check_body_fits
+from amiagent.build import RunConfig, build_agent, build_cost, build_safety, build_world, check_body_fits
 from amiagent.contracts import Critic
 from amiagent.cost import IntrinsicCost
 from amiagent.errors import ConfigError, PluginError
@@ -153,3 +153,28 @@ def test_run_settings_are_checked(navigator_config, field, value, message):
     navigator_config[field] = value
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_config(navigator_config)
+
+
+def test_model_with_more_authority_than_the_body_is_refused(navigator_config):
+    navigator_config["agent"]["world_model"]["params"]["max_accel"] = 4.0
+    agent = build_agent(navigator_config["agent"])
+    world = build_world(navigator_config["world"])
+    try:
+        with pytest.raises(ConfigError, match="the planner would count on authority the body does not have"):
+            check_body_fits(agent, world)
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_safety_model_must_match_the_planner(navigator_config):
+    navigator_config["agent"]["safety"]["world_model"] = {"name": "point_mass", "params": {"max_accel": 1.0}}
+    with pytest.raises(ConfigError, match="agent.safety.world_model must have the planner's"):
+        build_agent(navigator_config["agent"])
+
+
+def test_non_numeric_margin_with_extra_margin_is_a_config_error(navigator_config):
+    navigator_config["agent"]["safety"]["extra_margin"] = 0.1
+    navigator_config["agent"]["cost"]["guardrails"]["keep_out"]["params"]["margin"] = "wide"
+    with pytest.raises(ConfigError, match=r"keep_out.params.margin must be a finite number"):
+        build_safety(navigator_config["agent"])  # the filter's widened copy, not a traceback

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from amiagent.contracts import Cost, Settings, WorldModel
+from amiagent.contracts import Cost, WorldModel
 from amiagent.errors import ConfigError, GuardrailError
 from amiagent.planning.common import Bounds
 
@@ -42,18 +42,14 @@ class SafetyFilter:
         self.bounds = Bounds(world_model.action_low, world_model.action_high)
         self._directions = self._unit_directions(world_model.action_dim, directions)
 
-    def apply(self, settings: Settings) -> None:
-        """Configure the filter's own world model and cost (when it has its own)."""
-        self.world_model.apply(settings)
-        self.cost.apply(settings)
-        self.horizon = settings.horizon
-
     @staticmethod
     def _unit_directions(action_dim: int, count: int) -> torch.Tensor:
-        if action_dim == 2 and count > 0:
+        if count == 0:
+            return torch.zeros(0, action_dim)
+        if action_dim == 2:
             angles = torch.arange(count) * (2 * math.pi / count)
             return torch.stack([angles.cos(), angles.sin()], dim=1)
-        eye = torch.eye(action_dim)
+        eye = torch.eye(action_dim)  # beyond the plane: push along each axis, both ways
         return torch.cat([eye, -eye], dim=0)
 
     def candidates(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -117,33 +117,37 @@ def run_episode(
     recent: deque[np.ndarray] = deque(maxlen=STALL_CYCLES)
     status = "timeout"
     next_tick = time.perf_counter()
-    for _ in range(task.max_steps):
-        obs = body.observe()
-        position, velocity = obs.state[: len(goal)], obs.state[len(goal) : 2 * len(goal)]
-        distance = float(np.linalg.norm(position - goal))
-        speed = float(np.linalg.norm(velocity))
-        if agent.goal_feasible and distance <= task.goal_tolerance and speed <= ARRIVAL_SPEED:
-            status = "reached"
-            break
-        if not agent.goal_feasible and _stalled(recent):
-            status = "infeasible_goal"  # holding as close as the guardrails allow
-            break
-        cycle = agent.cycle(obs)
-        if cycle.source == "plan":
-            recent.append(position.copy())
-        else:
-            recent.clear()
-        if cycle.halt:
-            body.stop()
-        else:
-            body.command(to_body_action(cycle.action))
-        world.advance(period)
-        cycles.append(cycle)
-        if on_cycle is not None:
-            on_cycle(cycle)
-        if realtime:
-            next_tick += period
-            time.sleep(max(0.0, next_tick - time.perf_counter()))
+    try:
+        for _ in range(task.max_steps):
+            obs = body.observe()
+            position, velocity = obs.state[: len(goal)], obs.state[len(goal) : 2 * len(goal)]
+            distance = float(np.linalg.norm(position - goal))
+            speed = float(np.linalg.norm(velocity))
+            if agent.goal_feasible and distance <= task.goal_tolerance and speed <= ARRIVAL_SPEED:
+                status = "reached"
+                break
+            if not agent.goal_feasible and _stalled(recent):
+                status = "infeasible_goal"  # holding as close as the guardrails allow
+                break
+            cycle = agent.cycle(obs)
+            if cycle.source == "plan":
+                recent.append(position.copy())
+            else:
+                recent.clear()
+            if cycle.halt:
+                body.stop()
+            else:
+                body.command(to_body_action(cycle.action))
+            world.advance(period)
+            cycles.append(cycle)
+            if on_cycle is not None:
+                on_cycle(cycle)
+            if realtime:
+                next_tick += period
+                time.sleep(max(0.0, next_tick - time.perf_counter()))
+    except BaseException:
+        body.stop()  # whatever went wrong, the body is not left holding its last command
+        raise
     # the body brakes to rest; the world keeps watching while it does
     body.stop()
     world.advance(SETTLE_S)
