@@ -161,22 +161,40 @@ class ModuleServer:
 
 
 class _Proxy:
-    def __init__(self, endpoint: str, timeout: float):
+    """The lifecycle of a proxied module: every call is forwarded to the served module.
+
+    Mixed in before the contract class, so these methods take precedence over
+    the contract's no-op defaults.
+    """
+
+    def _connect(self, endpoint: str, timeout: float) -> None:
         self._client = Client(endpoint, timeout=timeout)
 
     def _call(self, kind: str, fields: Mapping[str, Any] | None = None, expect: str = "ok") -> Message:
         return self._client.request(kind, fields, expect=expect)
 
-    def _apply(self, settings: Settings) -> None:
+    def apply(self, settings: Settings) -> None:
         self._call("settings", settings_to_fields(settings))
 
+    def activate(self) -> None:
+        super().activate()
+        self._call("activate")
 
-class RemoteWorldModel(WorldModel, _Proxy):
+    def deactivate(self) -> None:
+        super().deactivate()
+        self._call("deactivate")
+
+    def close(self) -> None:
+        super().close()
+        self._client.close()
+
+
+class RemoteWorldModel(_Proxy, WorldModel):
     """A WorldModel served by a ModuleServer at `endpoint`."""
 
     def __init__(self, endpoint: str, *, timeout: float = 1.0):
         WorldModel.__init__(self)
-        _Proxy.__init__(self, endpoint, timeout)
+        self._connect(endpoint, timeout)
         info = self._call("model_info", expect="model_info_reply")
         self.state_dim, self.action_dim, self.dt = info["state_dim"], info["action_dim"], info["dt"]
         self.action_low, self.action_high = _tensor(info, "action_low"), _tensor(info, "action_high")
@@ -188,45 +206,15 @@ class RemoteWorldModel(WorldModel, _Proxy):
     def brake_action(self, states: torch.Tensor) -> torch.Tensor:
         return _tensor(self._call("brake", {"states": _array(states)}, expect="actions"), "actions")
 
-    def apply(self, settings: Settings) -> None:
-        self._apply(settings)
 
-    def activate(self) -> None:
-        super().activate()
-        self._call("activate")
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        self._call("deactivate")
-
-    def close(self) -> None:
-        super().close()
-        self._client.close()
-
-
-class RemoteCost(Cost, _Proxy):
+class RemoteCost(_Proxy, Cost):
     """A cost module served by a ModuleServer at `endpoint`."""
 
     def __init__(self, endpoint: str, *, timeout: float = 1.0):
         Cost.__init__(self)
-        _Proxy.__init__(self, endpoint, timeout)
+        self._connect(endpoint, timeout)
 
     def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> CostReport:
         reply = self._call("evaluate", {"states": _array(states), "actions": _array(actions)}, expect="cost_report")
         return CostReport(_tensor(reply, "total"), _tensor(reply, "terms"), tuple(reply["names"]),
                           _tensor(reply, "violation"))
-
-    def apply(self, settings: Settings) -> None:
-        self._apply(settings)
-
-    def activate(self) -> None:
-        super().activate()
-        self._call("activate")
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        self._call("deactivate")
-
-    def close(self) -> None:
-        super().close()
-        self._client.close()

@@ -97,3 +97,14 @@ def test_server_leaves_no_threads():
     server.close()
     server.close()
     assert {t.name for t in threading.enumerate()} <= before
+
+
+def test_lifecycle_calls_reach_the_served_module():
+    model = registry.create("world_model", "point_mass")
+    with ModuleServer(model, "ipc://*") as server:
+        remote = RemoteWorldModel(server.endpoint)
+        remote.activate()
+        assert model.active and remote.active
+        remote.deactivate()
+        assert not model.active and not remote.active
+        remote.close()
