@@ -72,15 +72,22 @@ def test_parameters_are_coerced():
     assert term.params.dims == (0, 1) and term.params.terminal == 2.0
 
 
-def test_plugin_that_fails_to_import_is_reported(tmp_path, monkeypatch):
-    # a real installed distribution (dist-info on sys.path) whose plugin module raises on import
-    dist = tmp_path / "brokenplug-1.0.dist-info"
+def _install_fake_distribution(tmp_path, monkeypatch, name, entry_points, module=None, source=""):
+    """A real installed distribution: a dist-info folder on sys.path, found by importlib.metadata."""
+    dist = tmp_path / f"{name}-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[amiagent.plugins]\nworld_model.broken = brokenplug_mod:Model\n")
-    (tmp_path / "brokenplug_mod.py").write_text("raise RuntimeError('needs a GPU driver')\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[amiagent.plugins]\n" + entry_points + "\n")
+    if module:
+        (tmp_path / f"{module}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
+
+
+def test_plugin_that_fails_to_import_is_reported(tmp_path, monkeypatch):
+    # an installed distribution whose plugin module raises on import
+    _install_fake_distribution(tmp_path, monkeypatch, "brokenplug", "world_model.broken = brokenplug_mod:Model",
+                               "brokenplug_mod", "raise RuntimeError('needs a GPU driver')\n")
     with pytest.raises(PluginError) as err:
         registry.load_class("world_model", "broken")
     message = str(err.value)
@@ -91,13 +98,8 @@ def test_plugin_that_fails_to_import_is_reported(tmp_path, monkeypatch):
 
 
 def test_plugin_of_wrong_contract_is_rejected(tmp_path, monkeypatch):
-    dist = tmp_path / "wrongplug-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wrongplug\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[amiagent.plugins]\nactor.notanactor = wrongplug_mod:Thing\n")
-    (tmp_path / "wrongplug_mod.py").write_text("class Thing:\n    pass\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
+    _install_fake_distribution(tmp_path, monkeypatch, "wrongplug", "actor.notanactor = wrongplug_mod:Thing",
+                               "wrongplug_mod", "class Thing:\n    pass\n")
     with pytest.raises(PluginError, match="is not a subclass of Actor"):
         registry.load_class("actor", "notanactor")
 
@@ -122,12 +124,7 @@ def test_runtime_registration():
 
 def test_two_distributions_declaring_one_name_conflict(tmp_path, monkeypatch):
     # a third-party package that claims guardrail.keep_out must not silently replace (or hide behind) ours
-    dist = tmp_path / "shadow-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: shadow\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[amiagent.plugins]\nguardrail.keep_out = shadow_mod:NoGuard\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    importlib.invalidate_caches()
+    _install_fake_distribution(tmp_path, monkeypatch, "shadow", "guardrail.keep_out = shadow_mod:NoGuard")
     with pytest.raises(PluginError, match="declared by two distributions: .*amiagent.*shadow|declared by two distributions: .*shadow.*amiagent"):
         registry.create("guardrail", "keep_out")
     rows = {(r["kind"], r["name"]): r for r in registry.table()}
