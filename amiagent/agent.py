@@ -8,14 +8,26 @@ the deadline is never sent (it is discarded when it arrives). The cycle then
 sends the next step of the last valid plan while that plan is still valid,
 else the Mode-1 policy when there is one, else a braking action. Every action,
 whatever its source, passes the safety filter before it reaches the body.
+
+Modules may live in other processes (the Ray runtime) and go down. A runtime
+marks them with `module_down(...)`; the cycle then never calls them: without
+perception the body is stopped, without the planning chain (actor, world model,
+cost) the cycle falls back as for a late plan, and memory records wait in a
+buffer. Work that must not overlap a cycle (a module coming back, a hot swap)
+is queued with `between_cycles(...)` and runs at the start of the next cycle,
+once no plan is in flight, so no cycle ever mixes old and new module state.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import math
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +39,7 @@ from amiagent.contracts import (
     Cost,
     Memory,
     MemoryRecord,
+    Module,
     Observation,
     Perception,
     Plan,
@@ -46,6 +59,13 @@ PLANNER_GRACE_S = 5.0
 
 SHARED_MODULES = object()
 """Default of `Agent(safety=...)`: a safety filter over the agent's own world model and cost."""
+
+MODULE_NAMES = ("configurator", "perception", "world_model", "cost", "memory", "actor", "mode1")
+PLANNING_CHAIN = frozenset({"actor", "world_model", "cost"})
+"""Modules a plan needs: while one is down, no plan is asked for."""
+
+UNWRITTEN_MAX = 10_000
+"""Memory records kept while the memory module is down, written when it is back."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,10 @@ class Modules:
         mods = [self.configurator, self.perception, self.world_model, self.cost, self.memory, self.actor]
         return mods + ([self.mode1] if self.mode1 is not None else [])
 
+    def named(self) -> dict[str, Module]:
+        """Module name -> module, for the modules present."""
+        return {name: getattr(self, name) for name in MODULE_NAMES if getattr(self, name) is not None}
+
 
 @dataclass(frozen=True)
 class Cycle:
@@ -119,6 +143,10 @@ class Cycle:
     filter_reason: str = ""
     halt: bool = False
     """No valid action could be formed: the body must be stopped instead of commanded."""
+    checked: bool = False
+    """The action passed the safety filter (or the body is told to stop)."""
+    events: tuple[str, ...] = ()
+    """What changed before this cycle: modules down or back, hot swaps."""
 
 
 @dataclass
@@ -168,6 +196,13 @@ class Agent:
         self._last_plan: tuple[int, Plan] | None = None
         self._closed = False
         self._hung = False
+        self._lock = threading.Lock()  # guards what other threads hand the cycle: below
+        self._down: set[str] = set()
+        self._between: list[Callable[[], None]] = []
+        self._events: list[str] = []
+        self._unwritten: deque[MemoryRecord] = deque(maxlen=UNWRITTEN_MAX)
+        self.failure: str | None = None
+        """Set when a module is gone for good: every cycle halts from then on."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -256,22 +291,33 @@ class Agent:
         if self.settings is None:
             raise ConfigError("Agent.start(task) must be called before cycle()")
         started = time.perf_counter()
+        self._run_between_cycles()
         index = self.counters.cycles
         self.counters.cycles += 1
-        state = self.modules.perception.encode(obs)
+        with self._lock:
+            down, events, self._events = frozenset(self._down), tuple(self._events), []
+        state = self._perceive(obs, down)
+        if state is None:  # no state to plan or check from: the body is stopped
+            self.counters.sources["stop"] += 1
+            return Cycle(index=index, t=obs.t, state=tuple(float(v) for v in obs.state),
+                         action=(0.0,) * self.modules.world_model.action_dim, source="stop", filtered=True,
+                         missed_deadline=False, plan_ms=math.nan, cycle_ms=(time.perf_counter() - started) * 1e3,
+                         cost=math.nan, predicted_violation=math.nan,
+                         filter_reason=self.failure or "perception unavailable: stop", halt=True, checked=True,
+                         events=events)
 
-        plan, missed = self._plan(index, state, started)
-        action, source = self._choose(index, state, plan)
-        action, filtered, reason = self._filter(state, action)
+        plan, missed = self._plan(index, state, started, down)
+        action, source = self._choose(index, state, plan, down)
+        action, filtered, reason, checked = self._filter(state, action)
         halt = action is None
         if halt:  # not even braking gave a valid action: the body is told to stop
-            action, source = torch.zeros(self.modules.world_model.action_dim), "stop"
+            action, source, checked = torch.zeros(self.modules.world_model.action_dim), "stop", True
         self.counters.filtered += int(filtered)
         self.counters.sources[source] += 1
 
         cost = float(plan.cost.total[0]) if plan is not None else math.nan
         violation = float(plan.cost.violation_total[0]) if plan is not None else math.nan
-        self.modules.memory.write(MemoryRecord(obs.t, state[0], action, cost, violation))
+        self._remember(MemoryRecord(obs.t, state[0], action, cost, violation), down)
         return Cycle(
             index=index,
             t=obs.t,
@@ -286,12 +332,159 @@ class Agent:
             predicted_violation=violation,
             filter_reason=reason,
             halt=halt,
+            checked=checked,
+            events=events,
         )
 
-    def _plan(self, index: int, state: torch.Tensor, started: float) -> tuple[Plan | None, bool]:
-        """Ask the actor for a plan; None when it is late, broken or invalid. Also says if it was late."""
-        actor = self.modules.mode1 if self.settings.mode == "mode1" and self.modules.mode1 else self.modules.actor
+    # ------------------------------------------------------------------ modules that come and go
+
+    def module_down(self, names: Collection[str], why: str = "") -> None:
+        """Stop calling the modules `names` (any thread): they are gone until `module_up`."""
+        with self._lock:
+            self._down.update(names)
+            self._events.append(f"down {','.join(sorted(names))}" + (f": {why}" if why else ""))
+
+    def module_up(self, names: Collection[str], note: str = "") -> None:
+        """Call the modules `names` again (the cycle thread, from `between_cycles` work)."""
+        with self._lock:
+            self._down.difference_update(names)
+            self._events.append(f"up {','.join(sorted(names))}" + (f": {note}" if note else ""))
+
+    def fail(self, why: str) -> None:
+        """A module is gone for good (any thread): every cycle from now on stops the body."""
+        with self._lock:
+            self.failure = why
+            self._down.add("perception")  # nothing is computed any more
+            self._events.append(f"failed: {why}")
+
+    @property
+    def down(self) -> frozenset[str]:
+        """Modules not being called right now."""
+        with self._lock:
+            return frozenset(self._down)
+
+    def note(self, event: str) -> None:
+        """Record an event; it is reported with the next cycle (any thread)."""
+        with self._lock:
+            self._events.append(event)
+
+    def between_cycles(self, work: Callable[[], None]) -> None:
+        """Run `work` on the cycle thread before the next cycle, with no plan in flight (any thread)."""
+        with self._lock:
+            self._between.append(work)
+
+    def refresh(self, names: Collection[str]) -> None:
+        """Bring modules that were replaced or restarted up to date (the cycle thread, between cycles).
+
+        They get the current settings and are activated; the actor forgets its
+        warm start and the last plan is dropped when the planning chain changed;
+        memory records kept while memory was away are written.
+        """
+        named = self.modules.named()
+        for name in names:
+            module = named.get(name)
+            if module is None:
+                continue
+            if self.settings is not None:
+                module.apply(self.settings)
+            module.activate()
+        if PLANNING_CHAIN & set(names) or "mode1" in names:
+            self._last_plan = None
+            self.modules.actor.reset()
+        if "memory" in names:
+            while self._unwritten:
+                self.modules.memory.write(self._unwritten[0])
+                self._unwritten.popleft()
+
+    def swap(self, name: str, module: Module, *, label: str = "",
+             safety_world_model: WorldModel | None = None) -> threading.Event:
+        """Replace module `name` by `module` at the next cycle boundary; the returned Event is set when done.
+
+        The new module must speak the old one's dimensions. It gets the current
+        settings and is activated; the old one is closed. Replacing the world
+        model or cost rebinds the actors; `safety_world_model` replaces the
+        safety filter's own model in the same step.
+        """
+        old = self.modules.named().get(name)
+        if old is None:
+            raise ConfigError(f"cannot swap {name!r}: this agent's modules are {sorted(self.modules.named())}")
+        check_swappable(name, old, module)
+        done = threading.Event()
+
+        def commit() -> None:
+            self.modules = dataclasses.replace(self.modules, **{name: module})
+            if name in ("world_model", "cost", "actor", "mode1"):
+                self.modules.actor.bind(self.modules.world_model, self.modules.cost)
+                if self.modules.mode1 is not None:
+                    self.modules.mode1.bind(self.modules.world_model, self.modules.cost)
+            if safety_world_model is not None and self.safety is not None:
+                self._swap_checker(safety_world_model)
+            self.refresh([name])
+            old.close()
+            self.note(f"swap {name}: {label or type(module).__name__}")
+            done.set()
+
+        self.between_cycles(commit)
+        return done
+
+    def _swap_checker(self, model: WorldModel) -> None:
+        old = self.safety.world_model
+        self.safety.world_model = model
+        self._safety_modules = [model if m is old else m for m in self._safety_modules]
+        if self.settings is not None:
+            model.apply(self.settings)
+        model.activate()
+        old.close()
+
+    def _run_between_cycles(self) -> None:
+        with self._lock:
+            work, self._between = self._between, []
+        if not work:
+            return
+        self._drop_pending()
+        for item in work:
+            try:
+                item()
+            except Exception as exc:  # the cycle goes on with what it has
+                log.exception("between-cycle work failed")
+                self.note(f"error: {exc}")
+
+    def _perceive(self, obs: Observation, down: frozenset[str]) -> torch.Tensor | None:
+        if "perception" in down:
+            return None
+        try:
+            state = self.modules.perception.encode(obs)
+            self._validate_state(state)
+            return state
+        except Exception:
+            log.exception("perception failed: stopping the body")
+            return None
+
+    def _validate_state(self, state: torch.Tensor) -> None:
+        dim = self.modules.world_model.state_dim
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != (1, dim) or \
+                not bool(torch.isfinite(state).all()):
+            raise ContractError(f"perception must give a finite (1, {dim}) state tensor")
+
+    def _remember(self, record: MemoryRecord, down: frozenset[str]) -> None:
+        if "memory" in down or self._unwritten:  # keep order: older records go first
+            self._unwritten.append(record)
+            return
+        try:
+            self.modules.memory.write(record)
+        except Exception:
+            log.warning("memory write failed; the record waits until memory answers again", exc_info=True)
+            self._unwritten.append(record)
+
+    def _plan(self, index: int, state: torch.Tensor, started: float,
+              down: frozenset[str] = frozenset()) -> tuple[Plan | None, bool]:
+        """Ask the actor for a plan; None when it is late, broken, invalid or its modules are down.
+        Also says if it was late."""
+        use_mode1 = self.settings.mode == "mode1" and self.modules.mode1 is not None
+        actor = self.modules.mode1 if use_mode1 else self.modules.actor
         if self._pending is None:
+            if ("mode1" in down) if use_mode1 else bool(PLANNING_CHAIN & down):
+                return None, False
             self._pending = (index, self._executor.submit(actor.act, state))
         while True:
             asked_at, future = self._pending
@@ -338,7 +531,8 @@ class Agent:
         if bool((actions < wm.action_low - 1e-6).any() or (actions > wm.action_high + 1e-6).any()):
             raise ContractError(f"{what} leaves the world model's action bounds")
 
-    def _choose(self, index: int, state: torch.Tensor, plan: Plan | None) -> tuple[torch.Tensor, str]:
+    def _choose(self, index: int, state: torch.Tensor, plan: Plan | None,
+                down: frozenset[str] = frozenset()) -> tuple[torch.Tensor, str]:
         """The action before filtering, and where it came from."""
         if plan is not None:
             return plan.actions[0], "plan"
@@ -347,27 +541,31 @@ class Agent:
             step = index - made_at
             if step < min(last.actions.shape[0], self.loop.plan_validity):
                 return last.actions[step], "previous"
-        if self.modules.mode1 is not None and self.settings.mode != "mode1":
+        if self.modules.mode1 is not None and self.settings.mode != "mode1" and "mode1" not in down:
             try:
                 action = self.modules.mode1.act(state).actions[0]
                 self._validate(action, "mode1 action")
                 return action, "mode1"
             except Exception:
                 log.exception("the Mode-1 policy failed; braking")
-        return self.modules.world_model.brake_action(state)[0], "stop"
+        brake = self._brake(state)
+        return (brake if brake is not None else torch.zeros(self.modules.world_model.action_dim)), "stop"
 
-    def _filter(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor | None, bool, str]:
-        """The action that may reach the body (None: none valid), whether it was replaced, and why."""
+    def _filter(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor | None, bool, str, bool]:
+        """The action that may reach the body (None: none valid), whether it was replaced, why, and
+        whether the safety filter passed it."""
         try:
             self._validate(action, "action")
         except ContractError as exc:
             action, replaced, reason = self._brake(state), True, f"{exc}: braking"
         else:
             replaced, reason = False, ""
+        checked = False
         if self.safety is not None and action is not None:
             try:
                 verdict = self.safety.filter(state, action)
                 action, replaced, reason = verdict.action, replaced or verdict.filtered, verdict.reason or reason
+                checked = True
             except Exception:
                 self.counters.safety_errors += 1
                 log.exception("the safety filter failed; braking")
@@ -377,12 +575,18 @@ class Agent:
                 self._validate(action, "filtered action")
             except ContractError as exc:
                 log.error("no valid action (%s): stopping the body", exc)
-                return None, True, f"{exc}: stop"
-        return action, replaced, reason
+                return None, True, f"{exc}: stop", True
+        return action, replaced, reason, checked
 
     def _brake(self, state: torch.Tensor) -> torch.Tensor | None:
+        # the safety filter's model lives in this process: it answers even when the planner's is away
+        model = getattr(self.safety, "world_model", None)
+        if model is None:
+            if "world_model" in self.down:
+                return None
+            model = self.modules.world_model
         try:
-            action = self.modules.world_model.brake_action(state)[0]
+            action = model.brake_action(state)[0]
             self._validate(action, "brake action")
             return action
         except Exception:
@@ -393,3 +597,20 @@ class Agent:
 def to_body_action(action: tuple[float, ...]) -> np.ndarray:
     """The cycle's action as the (A,) float64 array a body takes."""
     return np.asarray(action, dtype=np.float64)
+
+
+def check_swappable(name: str, old: Module, new: Module) -> None:
+    """Refuse a replacement module of another kind or with other dimensions than the one it replaces."""
+    if type(new).kind != type(old).kind:
+        raise ConfigError(f"cannot swap {name}: the new module is a {type(new).kind}, not a {type(old).kind}")
+    if isinstance(old, WorldModel):
+        same = (old.state_dim, old.action_dim) == (new.state_dim, new.action_dim) and bool(
+            torch.equal(old.action_low, new.action_low) and torch.equal(old.action_high, new.action_high))
+        if not same:
+            raise ConfigError(
+                f"cannot swap {name}: the new world model has D={new.state_dim}, A={new.action_dim}, bounds "
+                f"{new.action_low.tolist()}...{new.action_high.tolist()}; the running one D={old.state_dim}, "
+                f"A={old.action_dim}, bounds {old.action_low.tolist()}...{old.action_high.tolist()}")
+    if isinstance(old, Perception) and old.state_dim != new.state_dim:
+        raise ConfigError(f"cannot swap {name}: the new perception gives {new.state_dim} values, "
+                          f"the running one {old.state_dim}")

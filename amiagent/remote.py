@@ -1,49 +1,86 @@
-"""Modules across processes: serve a world model or cost module on the bus, and call it through a proxy.
+"""Modules across processes: serve any module on the bus, and call it through a proxy.
 
 `ModuleServer(module, endpoint)` answers the module's contract as bus
-requests; `RemoteWorldModel` and `RemoteCost` implement the same contracts on
-the calling side, so a planner cannot tell a remote module from a local one.
-This is the data plane the Ray runtime places modules on.
+requests; `RemoteWorldModel`, `RemoteCost`, `RemotePerception`,
+`RemoteMemory`, `RemoteActor` and `RemoteConfigurator` implement the same
+contracts on the calling side, so a caller cannot tell a remote module from a
+local one. This is the data plane the Ray runtime places modules on.
 
-Requests (all tensors float32, validated on receipt like every bus message):
+Requests (all tensors float32 unless said, validated on receipt like every bus message):
 
-    model_info                           -> model_info_reply {state_dim, action_dim, dt, action_low, action_high}
-    rollout {states (B|1, D), actions (B, H, A)}   -> states {states (B, H, D)}
-    brake {states (B, D)}                -> actions {actions (B, A)}
-    evaluate {states (B, H, D), actions (B, H, A)} -> cost_report {total, terms, names, violation}
-    settings {...}                       -> ok        (the module's apply)
-    activate / deactivate                -> ok
+    every module      settings {...} -> ok (apply)    activate / deactivate -> ok
+    world model       model_info -> model_info_reply {state_dim, action_dim, dt, action_low, action_high}
+                      rollout {states (B|1, D), actions (B, H, A)} -> states {states (B, H, D)}
+                      brake {states (B, D)} -> actions {actions (B, A)}
+    cost              evaluate {states (B, H, D), actions (B, H, A)} -> cost_report {total, terms, names, violation}
+    perception        perception_info -> ok {state_dim}
+                      encode {t, state (S,) float64, images?} -> encoded {states (1, D)}
+    memory            remember {t, state (D,), action (A,), cost, violation} -> ok
+                      recall {n, sample, seed} -> records {t (N,), states (N, D), actions (N, A), cost, violation}
+                      memory_size -> ok {size}
+    actor             act {state (1, D)} -> plan_reply {actions (H, A), states (H, D), total, terms, names,
+                                                          violation, info}
+                      reset -> ok
+    configurator      configure {task fields} -> settings {...}
 
 Shapes are checked against the module before it is called: a request that does
 not fit gets an error reply naming the mismatch, and the module never sees it.
+The served module can be replaced between requests (`ModuleServer.module = new`),
+which is how the Ray runtime hot-swaps a plugin behind a running proxy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from amiagent.bus import Client, Server
-from amiagent.contracts import Cost, CostReport, Module, Settings, WorldModel
+from amiagent.contracts import (
+    Actor,
+    Configurator,
+    Cost,
+    CostReport,
+    Memory,
+    MemoryRecord,
+    Module,
+    Observation,
+    Perception,
+    Plan,
+    Settings,
+    Task,
+    WorldModel,
+)
 from amiagent.errors import ConfigError, ContractError
 from amiagent.messages import (
     Array,
+    Bool,
     Int,
     ListOf,
+    MapOf,
     Message,
     Number,
     Schema,
     Str,
+    observation_to_fields,
     register_schema,
     settings_from_message,
     settings_to_fields,
+    task_from_message,
+    task_to_fields,
 )
+from amiagent.messages.schemas import schema_for
 
 _F32 = frozenset({"float32"})
 _MAX = 1 << 22  # elements per tensor: 4 M floats, 16 MiB
+
+
+def _copy_fields(kind: str) -> dict:
+    return dict(schema_for(kind).fields)
+
 
 for _schema in (
     Schema("model_info", {}, "Ask a world model for its dimensions and bounds."),
@@ -73,6 +110,41 @@ for _schema in (
     }, "A CostReport."),
     Schema("activate", {}, "Module.activate."),
     Schema("deactivate", {}, "Module.deactivate."),
+    Schema("perception_info", {}, "Ask a perception module for its state_dim."),
+    Schema("encode", _copy_fields("observation"), "Perception.encode of one observation."),
+    Schema("encoded", {"states": Array(_F32, (None, None), max_elements=_MAX)}, "Encoded states (B, D)."),
+    Schema("remember", {
+        "t": Number(),
+        "state": Array(_F32, (None,), max_elements=_MAX),
+        "action": Array(_F32, (None,), max_elements=_MAX),
+        "cost": Number(finite=False),
+        "violation": Number(finite=False),
+    }, "Memory.write of one MemoryRecord."),
+    Schema("recall", {
+        "n": Int(min=0),
+        "sample": Bool(),
+        "seed": Int(min=0, optional=True),
+    }, "Memory.recent(n), or Memory.sample(n) with an optional seed."),
+    Schema("records", {
+        "t": Array(frozenset({"float64"}), (None,), max_elements=_MAX),
+        "states": Array(_F32, (None, None), max_elements=_MAX),
+        "actions": Array(_F32, (None, None), max_elements=_MAX),
+        "cost": Array(_F32, (None,), max_elements=_MAX),
+        "violation": Array(_F32, (None,), max_elements=_MAX),
+    }, "MemoryRecords, oldest first."),
+    Schema("memory_size", {}, "len(Memory)."),
+    Schema("act", {"state": Array(_F32, (None, None), finite=True, max_elements=_MAX)}, "Actor.act from (1, D)."),
+    Schema("plan_reply", {
+        "actions": Array(_F32, (None, None), max_elements=_MAX),
+        "states": Array(_F32, (None, None), max_elements=_MAX),
+        "total": Array(_F32, (None,), max_elements=_MAX),
+        "terms": Array(_F32, (None, None), max_elements=_MAX),
+        "names": ListOf(Str(max_len=256), max_len=1024),
+        "violation": Array(_F32, (None, None), max_elements=_MAX),
+        "info": MapOf(Number(finite=False), max_items=256),
+    }, "An actor's Plan with its CostReport."),
+    Schema("reset", {}, "Actor.reset."),
+    Schema("configure", _copy_fields("task"), "Configurator.configure of a task."),
 ):
     register_schema(_schema, replace=True)
 
@@ -86,16 +158,29 @@ def _array(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).contiguous().numpy()
 
 
+def _report_fields(report: CostReport) -> dict[str, Any]:
+    return {"total": _array(report.total), "terms": _array(report.terms), "names": list(report.names),
+            "violation": _array(report.violation)}
+
+
+def _report(msg: Message) -> CostReport:
+    return CostReport(_tensor(msg, "total"), _tensor(msg, "terms"), tuple(msg["names"]), _tensor(msg, "violation"))
+
+
+SERVED = (WorldModel, Cost, Perception, Memory, Actor, Configurator)
+
+
 class ModuleServer:
-    """Serves a WorldModel or Cost module on `endpoint` until closed.
+    """Serves one module of any of the six kinds on `endpoint` until closed.
 
     `inline=True` runs calls on the socket thread (the fastest; calls are then
-    serialised, which modules that are not thread-safe need anyway).
+    serialised, which modules that are not thread-safe need anyway). Assign
+    `module` to serve another instance of the same kind from the next request on.
     """
 
     def __init__(self, module: Module, endpoint: str, *, inline: bool = True):
-        if not isinstance(module, (WorldModel, Cost)):
-            raise ConfigError(f"ModuleServer serves world models and cost modules, not {type(module).__name__}")
+        if not isinstance(module, SERVED):
+            raise ConfigError(f"ModuleServer serves the six agent modules, not {type(module).__name__}")
         self.module = module
         self._server = Server(endpoint, self._handle, workers=0 if inline else 2, inline=inline,
                               name=f"module-{module.kind}")
@@ -103,6 +188,11 @@ class ModuleServer:
     @property
     def endpoint(self) -> str:
         return self._server.endpoint
+
+    @property
+    def served(self) -> int:
+        """Requests answered so far."""
+        return self._server.served
 
     def start(self) -> ModuleServer:
         self._server.start()
@@ -126,9 +216,13 @@ class ModuleServer:
         if msg.kind in ("activate", "deactivate"):
             getattr(module, msg.kind)()
             return "ok", None
-        if isinstance(module, WorldModel):
-            return self._world_model(module, msg)
-        return self._cost(module, msg)
+        for kind, handle in (
+            (WorldModel, self._world_model), (Cost, self._cost), (Perception, self._perception),
+            (Memory, self._memory), (Actor, self._actor), (Configurator, self._configurator),
+        ):
+            if isinstance(module, kind):
+                return handle(module, msg)
+        raise ContractError(f"cannot serve {type(module).__name__}")  # unreachable: checked in __init__
 
     def _world_model(self, wm: WorldModel, msg: Message) -> tuple[str, Mapping[str, Any]]:
         if msg.kind == "model_info":
@@ -155,23 +249,97 @@ class ModuleServer:
         if states.shape[:2] != actions.shape[:2]:
             raise ContractError(f"evaluate: states {tuple(states.shape)} and actions {tuple(actions.shape)} must "
                                 "share (B, H)")
-        report = cost.evaluate(states, actions)
-        return "cost_report", {"total": _array(report.total), "terms": _array(report.terms),
-                               "names": list(report.names), "violation": _array(report.violation)}
+        return "cost_report", _report_fields(cost.evaluate(states, actions))
+
+    def _perception(self, perception: Perception, msg: Message) -> tuple[str, Mapping[str, Any]]:
+        if msg.kind == "perception_info":
+            return "ok", {"payload": {"state_dim": int(perception.state_dim)}}
+        if msg.kind == "encode":
+            obs = Observation(t=float(msg["t"]), state=np.array(msg["state"]),
+                              images={k: np.array(v) for k, v in msg.get("images", {}).items()})
+            return "encoded", {"states": _array(perception.encode(obs))}
+        raise ContractError(f"a perception module does not answer {msg.kind!r}")
+
+    def _memory(self, memory: Memory, msg: Message) -> tuple[str, Mapping[str, Any]]:
+        if msg.kind == "remember":
+            memory.write(MemoryRecord(float(msg["t"]), _tensor(msg, "state"), _tensor(msg, "action"),
+                                      float(msg["cost"]), float(msg["violation"])))
+            return "ok", None
+        if msg.kind == "recall":
+            if msg["sample"]:
+                generator = torch.Generator().manual_seed(msg["seed"]) if msg.get("seed") is not None else None
+                records = memory.sample(msg["n"], generator)
+            else:
+                records = memory.recent(msg["n"])
+            return "records", records_to_fields(records)
+        if msg.kind == "memory_size":
+            return "ok", {"payload": {"size": len(memory)}}
+        raise ContractError(f"a memory module does not answer {msg.kind!r}")
+
+    def _actor(self, actor: Actor, msg: Message) -> tuple[str, Mapping[str, Any]]:
+        if msg.kind == "act":
+            plan = actor.act(_tensor(msg, "state"))
+            info = {k: float(v) for k, v in plan.info.items()}
+            return "plan_reply", {"actions": _array(plan.actions), "states": _array(plan.states),
+                                  **_report_fields(plan.cost), "info": info}
+        if msg.kind == "reset":
+            actor.reset()
+            return "ok", None
+        raise ContractError(f"an actor does not answer {msg.kind!r}")
+
+    def _configurator(self, configurator: Configurator, msg: Message) -> tuple[str, Mapping[str, Any]]:
+        if msg.kind != "configure":
+            raise ContractError(f"a configurator does not answer {msg.kind!r}")
+        return "settings", settings_to_fields(configurator.configure(task_from_message(Message("task", msg.fields))))
+
+
+def records_to_fields(records: list[MemoryRecord]) -> dict[str, Any]:
+    """Fields of a `records` message (empty lists give (0, 0) arrays)."""
+    if not records:
+        empty = np.zeros((0, 0), np.float32)
+        return {"t": np.zeros(0), "states": empty, "actions": empty, "cost": np.zeros(0, np.float32),
+                "violation": np.zeros(0, np.float32)}
+    return {
+        "t": np.array([r.t for r in records], dtype=np.float64),
+        "states": np.stack([_array(r.state) for r in records]),
+        "actions": np.stack([_array(r.action) for r in records]),
+        "cost": np.array([r.cost for r in records], dtype=np.float32),
+        "violation": np.array([r.violation for r in records], dtype=np.float32),
+    }
+
+
+def records_from_message(msg: Message) -> list[MemoryRecord]:
+    """The MemoryRecords of a `records` message."""
+    states, actions = _tensor(msg, "states"), _tensor(msg, "actions")
+    return [MemoryRecord(float(t), states[i], actions[i], float(c), float(v))
+            for i, (t, c, v) in enumerate(zip(msg["t"], msg["cost"], msg["violation"]))]
 
 
 class _Proxy:
     """The lifecycle of a proxied module: every call is forwarded to the served module.
 
     Mixed in before the contract class, so these methods take precedence over
-    the contract's no-op defaults.
+    the contract's no-op defaults. `reconnect(endpoint)` points the proxy at a
+    restarted server; `requests` counts the calls made (cross-process calls).
     """
 
+    requests: int = 0
+
     def _connect(self, endpoint: str, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
         self._client = Client(endpoint, timeout=timeout)
 
-    def _call(self, kind: str, fields: Mapping[str, Any] | None = None, expect: str = "ok") -> Message:
-        return self._client.request(kind, fields, expect=expect)
+    def reconnect(self, endpoint: str) -> None:
+        """Talk to the module at `endpoint` from now on (after a restart)."""
+        old, self._client = self._client, Client(endpoint, timeout=self.timeout)
+        self.endpoint = endpoint
+        old.close()
+
+    def _call(self, kind: str, fields: Mapping[str, Any] | None = None, expect: str = "ok",
+              timeout: float | None = None) -> Message:
+        self.requests += 1
+        return self._client.request(kind, fields, expect=expect, timeout=timeout)
 
     def apply(self, settings: Settings) -> None:
         self._call("settings", settings_to_fields(settings))
@@ -215,6 +383,84 @@ class RemoteCost(_Proxy, Cost):
         self._connect(endpoint, timeout)
 
     def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> CostReport:
-        reply = self._call("evaluate", {"states": _array(states), "actions": _array(actions)}, expect="cost_report")
-        return CostReport(_tensor(reply, "total"), _tensor(reply, "terms"), tuple(reply["names"]),
-                          _tensor(reply, "violation"))
+        return _report(self._call("evaluate", {"states": _array(states), "actions": _array(actions)},
+                                  expect="cost_report"))
+
+
+class RemotePerception(_Proxy, Perception):
+    """A Perception module served by a ModuleServer at `endpoint`."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+        Perception.__init__(self)
+        self._connect(endpoint, timeout)
+        self.state_dim = int(self._call("perception_info")["payload"]["state_dim"])
+
+    def encode(self, obs: Observation | Sequence[Observation]) -> torch.Tensor:
+        if not isinstance(obs, Observation):  # a batch: one request per observation
+            return torch.cat([self.encode(o) for o in obs])
+        return _tensor(self._call("encode", observation_to_fields(obs), expect="encoded"), "states")
+
+
+class RemoteMemory(_Proxy, Memory):
+    """A Memory module served by a ModuleServer at `endpoint`."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+        Memory.__init__(self)
+        self._connect(endpoint, timeout)
+
+    def write(self, record: MemoryRecord) -> None:
+        cost = record.cost if math.isfinite(record.cost) else float("nan")
+        self._call("remember", {"t": float(record.t), "state": _array(record.state), "action": _array(record.action),
+                                "cost": float(cost), "violation": float(record.violation)})
+
+    def recent(self, n: int) -> list[MemoryRecord]:
+        return records_from_message(self._call("recall", {"n": max(int(n), 0), "sample": False}, expect="records"))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[MemoryRecord]:
+        fields: dict[str, Any] = {"n": max(int(n), 0), "sample": True}
+        if generator is not None:  # a seed drawn from the caller's generator keeps sampling reproducible
+            fields["seed"] = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        return records_from_message(self._call("recall", fields, expect="records"))
+
+    def __len__(self) -> int:
+        return int(self._call("memory_size")["payload"]["size"])
+
+
+class RemoteActor(_Proxy, Actor):
+    """An Actor served by a ModuleServer at `endpoint`; it plans through the modules its host bound it to."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+        Actor.__init__(self)
+        self._connect(endpoint, timeout)
+
+    def bind(self, world_model: WorldModel, cost: Cost) -> None:
+        """Nothing to do here: the actor's host binds it to the modules of the agent."""
+
+    def reset(self) -> None:
+        self._call("reset")
+
+    def act(self, state: torch.Tensor) -> Plan:
+        reply = self._call("act", {"state": _array(state)}, expect="plan_reply")
+        return Plan(_tensor(reply, "actions"), _tensor(reply, "states"), _report(reply), dict(reply["info"]))
+
+
+class RemoteConfigurator(_Proxy, Configurator):
+    """A Configurator served by a ModuleServer at `endpoint`."""
+
+    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+        Configurator.__init__(self)
+        self._connect(endpoint, timeout)
+
+    def configure(self, task: Task) -> Settings:
+        return settings_from_message(self._call("configure", task_to_fields(task), expect="settings"))
+
+
+PROXIES: dict[str, type[_Proxy]] = {
+    "world_model": RemoteWorldModel,
+    "cost": RemoteCost,
+    "perception": RemotePerception,
+    "memory": RemoteMemory,
+    "actor": RemoteActor,
+    "configurator": RemoteConfigurator,
+}
+"""Module kind -> the proxy class implementing its contract over the bus."""

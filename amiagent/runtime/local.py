@@ -39,7 +39,7 @@ class Episode:
     """The outcome of one episode, with its per-cycle telemetry."""
 
     seed: int
-    status: str  # "reached", "infeasible_goal", "timeout"
+    status: str  # "reached", "infeasible_goal", "timeout", "module_failed"
     steps: int
     goal_feasible: bool
     violations: dict[str, int]
@@ -130,6 +130,11 @@ def run_episode(
                 status = "infeasible_goal"  # holding as close as the guardrails allow
                 break
             cycle = agent.cycle(obs)
+            if agent.failure is not None:
+                status = "module_failed"  # a module is gone for good: the body stops, the episode ends
+                body.stop()
+                cycles.append(cycle)
+                break
             if cycle.source == "plan":
                 recent.append(position.copy())
             else:
