@@ -27,7 +27,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,6 +204,10 @@ class Agent:
         self._unwritten: deque[MemoryRecord] = deque(maxlen=UNWRITTEN_MAX)
         self.failure: str | None = None
         """Set when a module is gone for good: every cycle halts from then on."""
+        self.plugins: dict[str, str] = {}
+        """Module name -> label of the plugin it runs (kept up to date by swaps)."""
+        self.safety_follows_planner = False
+        """Whether the safety filter's model is a copy of the planner's plugin (swapped along with it)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -214,10 +219,10 @@ class Agent:
         """
         settings = self.modules.configurator.configure(task)
         self.apply(settings)
-        for module in self.modules.all() + self._safety_modules:
+        for module in self._live_modules():
             module.activate()
         self.counters = Counters()
-        if obs is not None:
+        if obs is not None and not PLANNING_CHAIN & self.down:
             state = self.modules.perception.encode(obs)
             try:
                 self._executor.submit(self.modules.actor.act, state).result(timeout=PLANNER_GRACE_S)
@@ -248,11 +253,15 @@ class Agent:
         if self._hung:
             raise AmiagentError("the planner is hung: this agent cannot take new settings; close it")
         self._last_plan = None
-        for module in self.modules.all() + self._safety_modules:
+        for module in self._live_modules():  # modules that are down get them when they are back
             module.apply(settings)
         if self.safety is not None:
             self.safety.horizon = settings.horizon
         self.settings = settings
+
+    def _live_modules(self) -> list[Module]:
+        down = self.down
+        return [m for name, m in self.modules.named().items() if name not in down] + self._safety_modules
 
     def close(self) -> None:
         """Stop planning and close every module. Safe to call twice."""
@@ -269,7 +278,10 @@ class Agent:
         # the goal state itself, held for two steps, must satisfy every guardrail
         goal = settings.goal_tensor().view(1, 1, -1).expand(1, 2, -1)
         actions = torch.zeros(1, 2, self.modules.world_model.action_dim)
-        return bool(self.modules.cost.evaluate(goal, actions).feasible[0])
+        cost = self.modules.cost
+        if "cost" in self.down and self.safety is not None:  # the filter's guardrails are this process's own
+            cost = self.safety.cost
+        return bool(cost.evaluate(goal, actions).feasible[0])
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
@@ -419,13 +431,40 @@ class Agent:
                     self.modules.mode1.bind(self.modules.world_model, self.modules.cost)
             if safety_world_model is not None and self.safety is not None:
                 self._swap_checker(safety_world_model)
+            elif self.safety is not None:  # a filter sharing the planner's instances follows them
+                if self.safety.world_model is old:
+                    self.safety.world_model = module
+                if self.safety.cost is old:
+                    self.safety.cost = module
             self.refresh([name])
             old.close()
-            self.note(f"swap {name}: {label or type(module).__name__}")
+            self.plugins[name] = label or type(module).__name__
+            self.note(f"swap {name}: {self.plugins[name]}")
             done.set()
 
         self.between_cycles(commit)
         return done
+
+    def swap_plugin(self, name: str, spec: Mapping[str, Any]) -> threading.Event:
+        """Replace module `name` by the plugin `spec` ({name, params}) at the next cycle boundary.
+
+        Built and checked now (errors raise here and nothing changes). When the
+        safety filter uses a copy of the planner's world model, a world-model
+        swap replaces that copy too.
+        """
+        from amiagent.build import build_module, describe
+
+        module = build_module(name, spec)
+        checker = None
+        if name == "world_model" and self.safety_follows_planner and self.safety is not None:
+            checker = build_module("world_model", spec)
+        try:
+            return self.swap(name, module, label=describe(spec), safety_world_model=checker)
+        except BaseException:
+            module.close()
+            if checker is not None:
+                checker.close()
+            raise
 
     def _swap_checker(self, model: WorldModel) -> None:
         old = self.safety.world_model

@@ -68,6 +68,22 @@ def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, na
     return registry.create(kind, name, params, where=f"{where} ({kind}.{name})")
 
 
+def build_module(name: str, spec: Any) -> Any:
+    """Module `name` of an agent (configurator, perception, world_model, cost, memory, actor, mode1) from its spec."""
+    if name == "cost":
+        return build_cost(spec)
+    return plugin("actor" if name == "mode1" else name, spec, f"agent.{name}")
+
+
+def describe(spec: Any) -> str:
+    """A short label for a plugin spec: its name and parameters."""
+    if not isinstance(spec, Mapping):
+        return repr(spec)
+    params = spec.get("params") or {}
+    name = spec.get("name", "cost" if "terms" in spec or "guardrails" in spec else "?")
+    return f"{name} {dict(params)}" if params else str(name)
+
+
 def build_cost(spec: Any, where: str = "agent.cost", terms: bool = True, extra_margin: float = 0.0) -> IntrinsicCost:
     """Cost module from `{terms: {name: {weight, params, plugin?}}, guardrails: {name: {params, plugin?}},
     critic: {name, params, weight}?}`. With `terms=False` only the guardrails are built (the safety filter's)."""
@@ -141,7 +157,10 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
     safety = build_safety(agent_cfg)
     if safety is not None:
         _check_models_agree(safety.world_model, modules.world_model)
-    return Agent(modules, loop, safety=safety)
+    agent = Agent(modules, loop, safety=safety)
+    agent.safety_follows_planner = not (agent_cfg.get("safety") or {}).get("world_model")
+    agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
+    return agent
 
 
 def _check_models_agree(checker: WorldModel, planner: WorldModel) -> None:

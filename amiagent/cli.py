@@ -1,6 +1,8 @@
 """The `amiagent` command line.
 
-    amiagent run [hydra overrides...]     run an agent in a world, write a run directory
+    amiagent run [hydra overrides...]     run an agent in a world (runtime=ray by default), write a run directory
+    amiagent swap [AGENT] MODULE k=v...   hot-swap one module's plugin in a running agent
+    amiagent agents                       list running agents and what their modules run
     amiagent plugins                      list installed plugins and whether they load
     amiagent check KIND NAME              run the contract checker on one plugin
     amiagent bench {bus,plan} [--json P]  benchmarks against a reference timed in the same run
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from amiagent.errors import AmiagentError
 
-BENCHES = ("bus", "plan")
+BENCHES = ("bus", "plan", "loop")
 
 log = logging.getLogger("amiagent")
 
@@ -34,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from amiagent.build import RunConfig, build_agent, build_world
+    from amiagent.build import RunConfig, build_world
     from amiagent.config import load_config, to_yaml
     from amiagent.report import new_run_dir, write_run
     from amiagent.runtime.local import run_episode
@@ -45,8 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     run = RunConfig.from_config(cfg)
     runtime = cfg["runtime"]["name"]
-    if runtime != "local":
-        raise AmiagentError(f"runtime {runtime!r} is not available yet; use runtime=local")
+    if runtime not in ("local", "ray"):
+        raise AmiagentError(f"unknown runtime {runtime!r}; choose runtime=ray (the default) or runtime=local")
     import torch
 
     torch.set_num_threads(int(cfg["runtime"].get("torch_threads") or torch.get_num_threads()))
@@ -54,9 +56,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent_name, world_name = cfg["agent"]["name"], cfg["world"]["name"]
     episodes, layouts = [], []
     world = build_world(cfg["world"])
+    session = control = None
     try:
-        agent = build_agent(cfg["agent"])
+        agent, session = _start_agent(cfg, console)
+        if cfg["runtime"].get("control"):
+            control = _control(agent, agent_name, cfg["runtime"])
     except BaseException:
+        if session is not None:
+            session.close()
         world.close()
         raise
     telemetry = None
@@ -86,10 +93,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 episodes.append(episode)
                 layouts.append(world.layout())
     finally:
+        if control is not None:
+            control.close()
         agent.close()
         world.close()
         if telemetry is not None:
             telemetry.close()
+        if session is not None:
+            session.close()
 
     run_dir = Path(run.run_dir) if run.run_dir else new_run_dir(Path("runs"), f"{agent_name}-{world_name}")
     summary = write_run(run_dir, to_yaml(cfg), episodes, layouts, plot=run.plot)
@@ -110,7 +121,103 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{agg['total_violations']}; infeasible goals reported {agg['infeasible_goals_reported']}; "
         f"missed deadlines {agg['missed_deadlines']}"
     )
+    for r in getattr(agent, "recoveries", []):
+        console.print(f"group {r.group} ({', '.join(r.modules)}) restarted (restart {r.restart}): "
+                      f"modules back after {r.seconds:.2f} s")
     console.print(f"run directory: {run_dir}")
+    return 0
+
+
+def _start_agent(cfg: dict, console):
+    """The agent of a composed config under its runtime, and the Ray session it opened (or None)."""
+    from amiagent.build import build_agent
+
+    if cfg["runtime"]["name"] == "local":
+        return build_agent(cfg["agent"]), None
+    from amiagent.runtime.ray import RayAgent, RaySession
+
+    rt = cfg["runtime"]
+    build_agent(cfg["agent"]).close()  # config errors surface before Ray starts
+    where = "an embedded Ray instance" if rt.get("address") is None else f"Ray at {rt['address']}"
+    with console.status(f"starting {where} and the agent's modules..."):
+        session = RaySession(rt.get("address"), namespace=rt.get("namespace") or "amiagent",
+                             logs=bool(rt.get("ray_logs")))
+        try:
+            agent = RayAgent(cfg["agent"], rt)
+        except BaseException:
+            session.close()
+            raise
+    groups = ", ".join(f"{name} [{', '.join(g['modules'])}]" for name, g in agent.placement().items())
+    console.print(f"ray runtime, placement {rt.get('placement')!s}: {groups}")
+    return agent, session
+
+
+def _control(agent, name: str, runtime_cfg: dict):
+    """The control endpoint of a running agent, for `amiagent swap` and `amiagent agents`."""
+    import os
+
+    from amiagent.control import ControlServer
+
+    def swap(module: str, spec: dict):
+        done = agent.swap_plugin(module, spec)
+        from amiagent.build import describe
+
+        return describe(spec), done
+
+    def status() -> dict:
+        return {"agent": name, "pid": os.getpid(), "runtime": runtime_cfg["name"], "modules": dict(agent.plugins),
+                "down": sorted(agent.down), "cycles": agent.counters.cycles}
+
+    return ControlServer(name, runtime_cfg["control"], swap=swap, status=status, runtime=runtime_cfg["name"])
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from amiagent.control import connect
+
+    words = list(args.words)
+    pairs = [w for w in words if "=" in w]
+    names = [w for w in words if "=" not in w]
+    if len(names) not in (1, 2):
+        raise AmiagentError("usage: amiagent swap [AGENT] MODULE name=PLUGIN [params.KEY=VALUE ...]")
+    agent, module = (None, names[0]) if len(names) == 1 else names
+    try:
+        spec = OmegaConf.to_container(OmegaConf.from_dotlist(pairs), resolve=True)
+    except Exception as exc:  # omegaconf's own grammar errors
+        raise AmiagentError(f"cannot read the plugin spec {pairs}: {exc}") from exc
+    if module != "cost" and "name" not in spec:
+        raise AmiagentError("give the new plugin: name=PLUGIN (and params.KEY=VALUE for its parameters)")
+    from amiagent.errors import RemoteError
+
+    with connect(agent, args.endpoint) as client:
+        try:
+            reply = client.request("swap", {"module": module, "spec": spec})["payload"]
+        except RemoteError as exc:
+            raise AmiagentError(f"swap refused: {exc.remote_message}") from None
+    state = "now running" if reply["applied"] else "queued for the next cycle (the agent is not cycling)"
+    _console().print(f"{module}: {reply['plugin']} {state}")
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from amiagent.control import connect, running_agents
+
+    table = Table(title="running agents")
+    for col in ("agent", "pid", "runtime", "cycles", "modules", "down"):
+        table.add_column(col)
+    for name, entry in running_agents().items():
+        try:
+            with connect(None, entry["endpoint"], timeout=2.0) as client:
+                s = client.request("agent_status")["payload"]
+        except AmiagentError as exc:
+            table.add_row(name, str(entry["pid"]), entry["runtime"], "?", f"unreachable: {exc}", "")
+            continue
+        mods = "\n".join(f"{k}: {v}" for k, v in s["modules"].items())
+        table.add_row(name, str(s["pid"]), s["runtime"], str(s["cycles"]), mods, ", ".join(s["down"]) or "-")
+    _console().print(table)
     return 0
 
 
@@ -160,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. world=two_rooms episodes=3")
     run.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     run.set_defaults(func=cmd_run)
+
+    swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
+                          description="Replace one module of a running agent, e.g. "
+                                      "`amiagent swap navigator world_model name=point_mass params.max_accel=1.5`. "
+                                      "The new module is built and checked first; it takes over at a cycle boundary.")
+    swap.add_argument("words", nargs="+", metavar="[AGENT] MODULE KEY=VALUE",
+                      help="agent name (optional when one runs), module, and the new plugin's spec")
+    swap.add_argument("--endpoint", help="the agent's control endpoint (default: looked up by name)")
+    swap.set_defaults(func=cmd_swap)
+
+    agents = sub.add_parser("agents", help="list running agents and what their modules run")
+    agents.set_defaults(func=cmd_agents)
 
     plugins = sub.add_parser("plugins", help="list installed plugins and whether they import")
     plugins.set_defaults(func=cmd_plugins)

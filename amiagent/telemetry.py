@@ -2,6 +2,8 @@
 
 Subscribe with `amiagent.bus.Subscriber(endpoint, ["telemetry/"])`; the topic is
 `telemetry/<agent name>` and the values are plain finite numbers (names below).
+`events`, when present, says what changed before the cycle: a module down or
+back after a restart, a hot swap ("swap world_model: point_mass {...}").
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ def cycle_values(cycle: Cycle) -> dict[str, float]:
 
     `state.<i>` / `action.<i>` (or x, y, vx, vy for a four-element state),
     `plan_ms`, `cycle_ms`, `cost`, `predicted_violation` when known,
-    `filtered` and `missed_deadline` as 0/1, and `source.<name>` = 1.
+    `filtered`, `missed_deadline` and `checked` (the safety filter passed the action) as 0/1, and `source.<name>` = 1.
     """
     names = STATE_NAMES if len(cycle.state) == len(STATE_NAMES) else [f"state.{i}" for i in range(len(cycle.state))]
     values = {f"state.{n}" if len(n) <= 2 else n: v for n, v in zip(names, cycle.state)}
@@ -30,6 +32,7 @@ def cycle_values(cycle: Cycle) -> dict[str, float]:
             values[name] = value
     values["filtered"] = float(cycle.filtered)
     values["missed_deadline"] = float(cycle.missed_deadline)
+    values["checked"] = float(cycle.checked)
     values[f"source.{cycle.source}"] = 1.0
     return values
 
@@ -43,8 +46,10 @@ class TelemetryPublisher:
         self.endpoint = self._publisher.endpoint
 
     def __call__(self, cycle: Cycle) -> None:
-        self._publisher.publish(self.topic, "telemetry", {"cycle": cycle.index, "t": cycle.t,
-                                                          "values": cycle_values(cycle)})
+        fields = {"cycle": cycle.index, "t": cycle.t, "values": cycle_values(cycle)}
+        if cycle.events:
+            fields["events"] = list(cycle.events)
+        self._publisher.publish(self.topic, "telemetry", fields)
 
     def close(self) -> None:
         """Close the socket. Safe twice."""

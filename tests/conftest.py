@@ -18,3 +18,25 @@ def _torch_threads():
 def navigator_config():
     """The shipped navigator config in open_field, as plain containers."""
     return load_config(["agent=navigator", "world=open_field", "runtime=local"])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real two-node Ray cluster for the whole session: a head with 2 CPUs offering `node_a`, and a
+    node offering `node_b`.
+
+    Started only when a test asks for it (about 12 s here); modules take no CPU,
+    so every agent fits on the head's two cores.
+    """
+    from ray.cluster_utils import Cluster
+
+    from amiagent.runtime.ray import RaySession
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"node_a": 1},
+                                                                "include_dashboard": False})
+    cluster.add_node(num_cpus=0, resources={"node_b": 1})
+    cluster.wait_for_nodes()
+    session = RaySession(cluster.address)
+    yield cluster
+    session.close()
+    cluster.shutdown()

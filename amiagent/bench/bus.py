@@ -18,12 +18,26 @@ decoded at both ends. Every server waits in a plain blocking receive. The
 configurations are measured in interleaved blocks, in a fresh random order each
 round, so machine noise hits them alike, and nothing else (no progress spinner)
 runs while timing. Figures are microseconds per round trip.
+
+Then, unless `--no-ray`, into a Ray actor (Ray is started only if this process
+has not initialised it, and shut down only if the bench started it; the actor
+takes no CPU), measured afterwards on their own so that Ray's background
+processes do not weigh on the figures above:
+  * ray-raw: the raw echo above (same socket calls) in the actor, on a ROUTER
+    bound on tcp://<node ip>:0. The reference for this section.
+  * ray-bus: `Client` -> `Server(inline=True)` in the actor, same endpoint kind,
+    serving the same `echo` message (the actor imports this module, which
+    registers the schema).
+  * ray-call: a synchronous Ray actor call, `ray.get(actor.echo.remote(payload))`
+    with the payload bytes, for scale.
+The three are interleaved the same way (blocks, fresh random order each round).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing as mp
 import os
 import random
@@ -44,6 +58,9 @@ ECHO = register_schema(Schema("echo", {"data": Array({"uint8"}, (None,))}, "Benc
 VARIANTS = ("raw", "raw-multipart", "inline", "pooled")
 REFERENCE = "raw"
 TRANSPORTS = ("ipc", "tcp", "inproc")
+RAY = "ray"  # the "transport" of the Ray section: tcp to the node IP, into an actor
+RAY_VARIANTS = ("ray-raw", "ray-bus", "ray-call")
+RAY_REFERENCE = "ray-raw"
 
 _BLOCK = 500  # round trips per interleaved block
 _WARMUP = 300
@@ -83,6 +100,16 @@ def _start_raw(ctx: zmq.Context, endpoint: str, multipart: bool) -> tuple[str, t
     thread = threading.Thread(target=_raw_echo, args=(router, multipart), name="raw-echo", daemon=True)
     thread.start()
     return resolved, thread
+
+
+def _stop_raw(ctx: zmq.Context, endpoint: str, thread: threading.Thread) -> None:
+    """Stop a `_start_raw` echo with a lone frame and join its thread."""
+    stopper = ctx.socket(zmq.DEALER)
+    stopper.linger = 0
+    stopper.connect(endpoint)
+    stopper.send(b"stop")
+    thread.join()
+    stopper.close(0)
 
 
 def _raw_caller(
@@ -134,12 +161,7 @@ class _Servers:
         for server in self._servers:
             server.close()
         for endpoint, thread in self._raw:
-            stopper = self._ctx.socket(zmq.DEALER)
-            stopper.linger = 0
-            stopper.connect(endpoint)
-            stopper.send(b"stop")
-            thread.join()
-            stopper.close(0)
+            _stop_raw(self._ctx, endpoint, thread)
         for tmpdir in self._tmpdirs:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -159,6 +181,34 @@ def _peer(conn: Any) -> None:
     conn.recv()  # stop
     servers.close()
     conn.send("done")
+
+
+class _RayEcho:
+    """The Ray section's actor (wrapped by `ray.remote` in `_run_ray`, so that Ray is imported only
+    when used): a raw echo and an inline bus server, both on tcp://<node ip>:0, and `echo` for Ray
+    calls. Its class lives in this module, so the actor's process imports it and registers `echo`."""
+
+    def __init__(self) -> None:
+        import ray
+
+        address = ray.util.get_node_ip_address()
+        self._ctx = default_context()
+        self._raw = _start_raw(self._ctx, f"tcp://{address}:0", multipart=False)
+        try:
+            self._server = Server(f"tcp://{address}:0", _echo, inline=True, name="bench-ray-bus").start()
+        except BaseException:
+            _stop_raw(self._ctx, *self._raw)
+            raise
+
+    def endpoints(self) -> dict[str, str]:
+        return {"ray-raw": self._raw[0], "ray-bus": self._server.endpoint}
+
+    def echo(self, data: bytes) -> bytes:
+        return data
+
+    def close(self) -> None:
+        self._server.close()
+        _stop_raw(self._ctx, *self._raw)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -197,8 +247,45 @@ def _measure(callers: dict[str, Callable[[], None]], n: int, seed: int = 0) -> d
     return {name: t / 1000.0 for name, t in times.items()}
 
 
-def run(n: int, size: int) -> dict[str, Any]:
-    """Run every configuration; returns {"results": {"transport/variant": figures}} with ratios to raw."""
+def _run_ray(n: int, payload: np.ndarray) -> dict[str, np.ndarray]:
+    """The Ray section: ray-raw, ray-bus and ray-call into one actor, interleaved like `_measure`."""
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices
+    started = not ray.is_initialized()
+    if started:  # address="local": a new instance, even when another process's Ray runs on this machine
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    actor = None
+    closers: list[Callable[[], None]] = []
+    try:
+        actor = ray.remote(num_cpus=0)(_RayEcho).remote()
+        endpoints = ray.get(actor.endpoints.remote(), timeout=120)
+        raw_bytes = payload.tobytes()
+        raw_call, raw_close = _raw_caller(default_context(), endpoints["ray-raw"], raw_bytes, multipart=False)
+        closers.append(raw_close)
+        bus_call, bus_close = _bus_caller(endpoints["ray-bus"], payload)
+        closers.append(bus_close)
+        echo = actor.echo
+
+        def ray_call() -> None:
+            ray.get(echo.remote(raw_bytes))
+
+        return _measure({"ray-raw": raw_call, "ray-bus": bus_call, "ray-call": ray_call}, n)
+    finally:
+        for close in closers:
+            close()
+        if actor is not None:
+            try:
+                ray.get(actor.close.remote(), timeout=10)
+            finally:
+                ray.kill(actor, no_restart=True)
+        if started:
+            ray.shutdown()
+
+
+def run(n: int, size: int, with_ray: bool = False) -> dict[str, Any]:
+    """Run every configuration; returns {"results": {"transport/variant": figures}} with ratios to raw.
+    `with_ray` adds the Ray section (the CLI's default), under transport "ray", with ratios to ray-raw."""
     ctx = default_context()
     payload = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
     raw_bytes = payload.tobytes()
@@ -231,21 +318,29 @@ def run(n: int, size: int) -> dict[str, Any]:
         here.send("stop")
         here.recv()
         peer.join(timeout=10)
+    if with_ray:  # after the rest, so that Ray's processes are not running while it is timed
+        times |= {f"{RAY}/{variant}": t for variant, t in _run_ray(n, payload).items()}
 
     results: dict[str, Any] = {}
     for name, t in times.items():
         results[name] = {"p50_us": float(np.percentile(t, 50)), "p99_us": float(np.percentile(t, 99))}
     for name, row in results.items():
         transport, variant = name.split("/")
-        if variant != REFERENCE:
-            ref = results[f"{transport}/{REFERENCE}"]
+        reference = RAY_REFERENCE if transport == RAY else REFERENCE
+        if variant != reference:
+            ref = results[f"{transport}/{reference}"]
             row["ratio_p50"] = row["p50_us"] / ref["p50_us"]
             row["ratio_p99"] = row["p99_us"] / ref["p99_us"]
-    return {"n": n, "size": size, "reference": REFERENCE, "results": results}
+    report: dict[str, Any] = {"n": n, "size": size, "reference": REFERENCE, "results": results}
+    if with_ray:
+        bus = results[f"{RAY}/ray-bus"]
+        report["ray_reference"] = RAY_REFERENCE
+        report["ray_bus_over_raw"] = {"p50": bus["ratio_p50"], "p99": bus["ratio_p99"]}
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry: `amiagent bench bus [--n N] [--size BYTES] [--json PATH]`."""
+    """CLI entry: `amiagent bench bus [--n N] [--size BYTES] [--json PATH] [--no-ray]`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -253,21 +348,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10000, help="timed round trips per configuration")
     parser.add_argument("--size", type=int, default=1024, help="payload bytes")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray actor section (Ray starts in ~5 s)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.size < 0:
         parser.error("--n must be >= 1 and --size >= 0")
 
     console = Console()
     configs = len(TRANSPORTS) * len(VARIANTS)
+    extra = "" if args.no_ray else f" (+{len(RAY_VARIANTS)} into a Ray actor)"
     # a plain line, not a spinner: a spinner's refresh thread would take the GIL while we time
-    console.print(f"bench bus: {args.n} round trips x {configs} configurations, {args.size} B payload ...")
-    report = run(args.n, args.size)
+    console.print(f"bench bus: {args.n} round trips x {configs} configurations{extra}, {args.size} B payload ...")
+    report = run(args.n, args.size, with_ray=not args.no_ray)
 
     table = Table(title=f"amiagent bus vs raw pyzmq, {args.size} B round trip (µs), n={args.n}")
     for column in ("transport", "variant", "p50", "p99", "/raw p50", "/raw p99"):
         table.add_column(column, justify="left" if column in ("transport", "variant") else "right")
-    for transport in TRANSPORTS:
-        for variant in VARIANTS:
+    sections = [(transport, VARIANTS) for transport in TRANSPORTS]
+    if not args.no_ray:
+        sections.append((RAY, RAY_VARIANTS))
+    for transport, variants in sections:
+        for variant in variants:
             row = report["results"][f"{transport}/{variant}"]
             ratio50 = f"{row['ratio_p50']:.2f}x" if "ratio_p50" in row else ""
             ratio99 = f"{row['ratio_p99']:.2f}x" if "ratio_p99" in row else ""
@@ -279,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         "calls (the reference); raw-multipart: pyzmq send_multipart/recv_multipart. inline: Server(inline=True), "
         "handler on the socket thread; pooled: default Server, handler on a worker thread."
     )
+    if not args.no_ray:
+        console.print(
+            "ray: into a Ray actor, tcp to the node IP, ratios to ray-raw (raw pyzmq echo in the actor); "
+            "ray-bus: Client -> Server(inline=True) in the actor; ray-call: ray.get(actor.echo.remote(payload))."
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

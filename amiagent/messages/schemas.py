@@ -91,7 +91,8 @@ for _schema in (
         "cycle": Int(min=0),
         "t": Number(),
         "values": MapOf(Number(), max_items=1024),
-    }, "Figures of one agent cycle."),
+        "events": ListOf(Str(max_len=4096), max_len=64, optional=True),
+    }, "Figures of one agent cycle, and what changed before it (module down or back, hot swap)."),
     Schema("task", {
         "name": Str(),
         "goal": _GOAL,

@@ -1,0 +1,134 @@
+"""Control of a running agent from another process: `amiagent swap` and `amiagent agents`.
+
+`amiagent run` serves a control endpoint on the bus (`runtime.control`) and
+registers it under the agent's name: one JSON file per running agent in the
+runtime directory (`$AMIAGENT_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/amiagent`,
+else `<tmp>/amiagent-<uid>`), removed when the run ends.
+
+Requests (validated like every bus message):
+
+    swap {module, spec}   -> ok {module, plugin, applied}   hot-swap one module's plugin
+    agent_status          -> ok {agent, pid, runtime, modules: {module: plugin}, down, cycles, placement?}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from amiagent.bus import Client, Server
+from amiagent.errors import AmiagentError, BusError, ConfigError
+from amiagent.messages import Data, Message, Schema, Str, register_schema
+
+for _schema in (
+    Schema("swap", {"module": Str(max_len=64), "spec": Data()}, "Hot-swap one module's plugin: spec {name, params}."),
+    Schema("agent_status", {}, "Ask a running agent what it runs."),
+):
+    register_schema(_schema, replace=True)
+
+SWAP_WAIT_S = 10.0
+"""How long a swap request waits for the cycle boundary at which the new module takes over."""
+
+
+def runtime_dir() -> Path:
+    """Where running agents register their control endpoints."""
+    if os.environ.get("AMIAGENT_RUNTIME_DIR"):
+        return Path(os.environ["AMIAGENT_RUNTIME_DIR"])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "amiagent"
+    return Path(tempfile.gettempdir()) / f"amiagent-{os.getuid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_agents() -> dict[str, dict[str, Any]]:
+    """Agent name -> its registration ({endpoint, pid, runtime, ...}); stale entries are removed."""
+    found = {}
+    folder = runtime_dir()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(int(entry.get("pid", -1))):
+            path.unlink(missing_ok=True)  # its process is gone
+            continue
+        found[entry["agent"]] = entry
+    return found
+
+
+class ControlServer:
+    """Serves the control requests of one running agent and registers it by name.
+
+    `swap(module, spec) -> (label, event)` queues a swap (the event is set when
+    it took effect); `status() -> dict` describes the agent.
+    """
+
+    def __init__(self, agent: str, endpoint: str, *, swap: Callable[[str, dict], tuple[str, threading.Event]],
+                 status: Callable[[], dict[str, Any]], runtime: str):
+        if agent in running_agents():
+            raise ConfigError(f"an agent named {agent!r} is already running (see `amiagent agents`); "
+                              "give this one another name (agent.name=...)")
+        self.agent, self._swap, self._status = agent, swap, status
+        self._server = Server(endpoint, self._handle, workers=1, name="control").start()
+        self.endpoint = self._server.endpoint
+        folder = runtime_dir()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = folder / f"{agent}.json"
+        self.path.write_text(json.dumps({"agent": agent, "endpoint": self.endpoint, "pid": os.getpid(),
+                                         "runtime": runtime}))
+
+    def _handle(self, msg: Message) -> tuple[str, Mapping[str, Any]]:
+        try:
+            return self._answer(msg)
+        except AmiagentError as exc:  # the caller's mistake: an error reply, not a logged traceback
+            return "error", {"kind": type(exc).__name__, "message": str(exc)}
+
+    def _answer(self, msg: Message) -> tuple[str, Mapping[str, Any]]:
+        if msg.kind == "agent_status":
+            return "ok", {"payload": self._status()}
+        if msg.kind == "swap":
+            spec = msg["spec"]
+            if not isinstance(spec, Mapping):
+                raise ConfigError("swap: spec must be a mapping {name, params}")
+            label, done = self._swap(msg["module"], dict(spec))
+            applied = done.wait(SWAP_WAIT_S)
+            return "ok", {"payload": {"module": msg["module"], "plugin": label, "applied": applied}}
+        raise ConfigError(f"the control endpoint does not answer {msg.kind!r}")
+
+    def close(self) -> None:
+        """Stop serving and unregister. Safe twice."""
+        self._server.close()
+        self.path.unlink(missing_ok=True)
+
+
+def connect(agent: str | None, endpoint: str | None = None, timeout: float = SWAP_WAIT_S + 5) -> Client:
+    """A client to a running agent's control endpoint, by name (or only one running) or by endpoint."""
+    if endpoint is None:
+        agents = running_agents()
+        if agent is None:
+            if len(agents) != 1:
+                names = ", ".join(agents) or "none"
+                raise AmiagentError(f"name the agent to control; running: {names}")
+            agent = next(iter(agents))
+        if agent not in agents:
+            names = ", ".join(agents) or "none"
+            raise AmiagentError(f"no running agent named {agent!r}; running: {names}")
+        endpoint = agents[agent]["endpoint"]
+    try:
+        return Client(endpoint, timeout=timeout)
+    except BusError as exc:
+        raise AmiagentError(f"cannot reach the agent at {endpoint}: {exc}") from exc
