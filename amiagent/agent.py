@@ -404,9 +404,7 @@ class Agent:
             self._last_plan = None
             self.modules.actor.reset()
         if "memory" in names:
-            while self._unwritten:
-                self.modules.memory.write(self._unwritten[0])
-                self._unwritten.popleft()
+            self._flush_unwritten()
 
     def swap(self, name: str, module: Module, *, label: str = "",
              safety_world_model: WorldModel | None = None) -> threading.Event:
@@ -506,14 +504,23 @@ class Agent:
             raise ContractError(f"perception must give a finite (1, {dim}) state tensor")
 
     def _remember(self, record: MemoryRecord, down: frozenset[str]) -> None:
-        if "memory" in down or self._unwritten:  # keep order: older records go first
-            self._unwritten.append(record)
+        self._unwritten.append(record)  # written in order, now or once memory answers again
+        if "memory" in down:
             return
         try:
-            self.modules.memory.write(record)
-        except Exception:
-            log.warning("memory write failed; the record waits until memory answers again", exc_info=True)
-            self._unwritten.append(record)
+            self._flush_unwritten()
+        except Exception as exc:
+            log.warning("memory write failed (%s); %d record(s) wait until memory answers again", exc,
+                        len(self._unwritten))
+
+    def _flush_unwritten(self) -> None:
+        while self._unwritten:
+            record = self._unwritten.popleft()
+            try:
+                self.modules.memory.write(record)
+            except Exception as exc:  # keep it, and any earlier write the memory hands back, in order
+                self._unwritten.extendleft([record, *reversed(getattr(exc, "records", []))])
+                raise
 
     def _plan(self, index: int, state: torch.Tensor, started: float,
               down: frozenset[str] = frozenset()) -> tuple[Plan | None, bool]:

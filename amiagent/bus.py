@@ -363,6 +363,8 @@ class Client:
         self._sock: zmq.Socket | None = (context or default_context()).socket(zmq.DEALER)
         self._sock.linger = 0
         self._rcvtimeo = -1
+        self._awaited: set[bytes] = set()  # ids of submitted requests whose replies are kept
+        self._stash: dict[bytes, list[bytes]] = {}
         try:
             self._sock.connect(endpoint)
         except zmq.ZMQError as e:
@@ -383,34 +385,69 @@ class Client:
         discarded); RemoteError for an `error` reply; MessageError if the reply
         kind is not in `expect`.
         """
+        return self._exchange(kind, encode(kind, fields), timeout, expect, None)
+
+    def submit(self, kind: str, fields: Mapping[str, Any] | None = None) -> bytes:
+        """Send a request without waiting; returns its id, to `collect` the reply later.
+
+        The reply is kept for `collect` even while other requests come and go.
+        """
         payload = encode(kind, fields)
+        with self._lock:
+            request_id = self._send(kind, payload)
+            self._awaited.add(request_id)
+        return request_id
+
+    def collect(self, request_id: bytes, timeout: float | None = None,
+                expect: str | Collection[str] | None = None) -> Message:
+        """Wait for the reply to a `submit`ted request (errors as for `request`)."""
+        return self._exchange("submitted request", None, timeout, expect, request_id)
+
+    def _send(self, kind: str, payload: bytes) -> bytes:
+        sock = self._sock
+        if sock is None:
+            raise BusError("client is closed")
+        request_id = next(self._ids).to_bytes(8, "little")
+        try:
+            _send_frames(sock, [request_id, payload], _NOBLOCK)
+        except zmq.Again:  # no peer pipe, or its queue is full: never block the caller
+            raise BusTimeout(f"cannot send {kind!r} to {self.endpoint}: no peer ready") from None
+        except zmq.ZMQError as e:
+            raise BusError(f"cannot send {kind!r} to {self.endpoint}: {e}") from e
+        return request_id
+
+    def _exchange(self, kind: str, payload: bytes | None, timeout: float | None,
+                  expect: str | Collection[str] | None, request_id: bytes | None) -> Message:
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
-            sock = self._sock
-            if sock is None:
-                raise BusError("client is closed")
-            request_id = next(self._ids).to_bytes(8, "little")
-            try:
-                _send_frames(sock, [request_id, payload], _NOBLOCK)
-            except zmq.Again:  # no peer pipe, or its queue is full: never block the caller
-                raise BusTimeout(f"cannot send {kind!r} to {self.endpoint}: no peer ready") from None
-            except zmq.ZMQError as e:
-                raise BusError(f"cannot send {kind!r} to {self.endpoint}: {e}") from e
+            if payload is not None:
+                request_id = self._send(kind, payload)
+            frames = self._stash.pop(request_id, None)
             deadline = time.monotonic() + timeout
-            while True:
+            sock = self._sock
+            while frames is None:
+                if sock is None:
+                    raise BusError("client is closed")
                 ms = max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
                 if ms != self._rcvtimeo:  # RCVTIMEO + plain recv is cheaper than a poller
                     sock.setsockopt(zmq.RCVTIMEO, ms)  # (pyzmq's `sock.rcvtimeo = ms` is 4x slower)
                     self._rcvtimeo = ms
                 try:
-                    frames = _recv_frames(sock)
+                    got = _recv_frames(sock)
                 except zmq.Again:
+                    self._awaited.discard(request_id)
                     raise BusTimeout(f"no reply to {kind!r} from {self.endpoint} within {timeout:g} s") from None
                 except zmq.ZMQError as e:
                     raise BusError(f"waiting for a reply from {self.endpoint}: {e}") from e
-                if len(frames) == 2 and frames[0] == request_id:
-                    break
-                logger.debug("discarding a late or stray reply on %s", self.endpoint)
+                if len(got) != 2:
+                    logger.debug("discarding a malformed reply on %s", self.endpoint)
+                elif got[0] == request_id:
+                    frames = got
+                elif got[0] in self._awaited:  # a submitted request's reply: kept for its collect
+                    self._stash[got[0]] = got
+                else:
+                    logger.debug("discarding a late or stray reply on %s", self.endpoint)
+            self._awaited.discard(request_id)
         reply = decode(frames[1], max_bytes=self._max_bytes)
         if reply.kind == "error":
             raise RemoteError(reply["kind"], reply["message"])

@@ -31,7 +31,9 @@ which is how the Ray runtime hot-swaps a plugin behind a running proxy.
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,7 +56,7 @@ from amiagent.contracts import (
     Task,
     WorldModel,
 )
-from amiagent.errors import ConfigError, ContractError
+from amiagent.errors import BusError, ConfigError, ContractError
 from amiagent.messages import (
     Array,
     Bool,
@@ -119,7 +121,8 @@ for _schema in (
         "action": Array(_F32, (None,), max_elements=_MAX),
         "cost": Number(finite=False),
         "violation": Number(finite=False),
-    }, "Memory.write of one MemoryRecord."),
+        "seq": Int(min=0, optional=True),
+    }, "Memory.write of one MemoryRecord; `seq` numbers a writer's records so a re-sent one is stored once."),
     Schema("recall", {
         "n": Int(min=0),
         "sample": Bool(),
@@ -262,8 +265,13 @@ class ModuleServer:
 
     def _memory(self, memory: Memory, msg: Message) -> tuple[str, Mapping[str, Any]]:
         if msg.kind == "remember":
-            memory.write(MemoryRecord(float(msg["t"]), _tensor(msg, "state"), _tensor(msg, "action"),
-                                      float(msg["cost"]), float(msg["violation"])))
+            record = MemoryRecord(float(msg["t"]), _tensor(msg, "state"), _tensor(msg, "action"),
+                                  float(msg["cost"]), float(msg["violation"]))
+            numbered = getattr(memory, "write_numbered", None)
+            if numbered is not None:
+                numbered(record, msg.get("seq"))
+            else:
+                memory.write(record)
             return "ok", None
         if msg.kind == "recall":
             if msg["sample"]:
@@ -401,28 +409,85 @@ class RemotePerception(_Proxy, Perception):
         return _tensor(self._call("encode", observation_to_fields(obs), expect="encoded"), "states")
 
 
+class UnwrittenRecords(BusError):
+    """Memory writes that were not acknowledged: `records`, oldest first, for the writer to keep and re-send."""
+
+    def __init__(self, message: str, records: list[MemoryRecord]):
+        super().__init__(message)
+        self.records = records
+
+
 class RemoteMemory(_Proxy, Memory):
-    """A Memory module served by a ModuleServer at `endpoint`."""
+    """A Memory module served by a ModuleServer at `endpoint`.
+
+    `write` does not wait: a record is sent and its acknowledgement collected
+    at the next call (it has long arrived by then). A write that was never
+    acknowledged is handed back by the next `write`, as `UnwrittenRecords`
+    (the Agent keeps such records and writes them again once memory answers);
+    after `reconnect` the last write is re-sent, and stored once (writes are
+    numbered, and a journaled memory ignores a number it already has).
+    """
 
     def __init__(self, endpoint: str, *, timeout: float = 1.0):
         Memory.__init__(self)
         self._connect(endpoint, timeout)
+        self._seq = itertools.count(int(time.time() * 1e3) << 16)  # increasing across restarts of the writer
+        self._unacked: tuple[bytes, MemoryRecord, int] | None = None
+        self._returned: list[MemoryRecord] = []  # unacknowledged, for the next write to hand back
+        self._numbers: dict[int, int] = {}  # id(record) -> its number, for records handed back
+
+    def _settle(self) -> None:
+        """Collect the last write's acknowledgement; if it never came, the record waits in `_returned`."""
+        if self._unacked is not None:
+            request_id, record, seq = self._unacked
+            self._unacked = None
+            try:
+                self._client.collect(request_id, expect="ok")
+            except Exception as exc:
+                self._returned.append(record)
+                self._numbers[id(record)] = seq  # written again, it keeps its number
+                raise UnwrittenRecords(f"a memory write was not acknowledged: {exc}", []) from exc
+
+    def reconnect(self, endpoint: str) -> None:
+        pending, self._unacked = self._unacked, None
+        super().reconnect(endpoint)
+        if pending is not None:  # re-sent to the restarted memory; stored once thanks to its number
+            _, record, seq = pending
+            self._unacked = (self._client.submit("remember", self._fields(record, seq)), record, seq)
+
+    def _fields(self, record: MemoryRecord, seq: int) -> dict[str, Any]:
+        cost = record.cost if math.isfinite(record.cost) else float("nan")
+        return {"t": float(record.t), "state": _array(record.state), "action": _array(record.action),
+                "cost": float(cost), "violation": float(record.violation), "seq": seq}
 
     def write(self, record: MemoryRecord) -> None:
-        cost = record.cost if math.isfinite(record.cost) else float("nan")
-        self._call("remember", {"t": float(record.t), "state": _array(record.state), "action": _array(record.action),
-                                "cost": float(cost), "violation": float(record.violation)})
+        try:
+            self._settle()
+        except UnwrittenRecords as exc:
+            returned, self._returned = self._returned, []
+            raise UnwrittenRecords(str(exc), returned) from exc
+        if self._returned:  # a read found an unacknowledged write: the writer gets it back first
+            returned, self._returned = self._returned, []
+            raise UnwrittenRecords("earlier memory writes were not acknowledged", returned)
+        self.requests += 1
+        seq = self._numbers.pop(id(record), None)
+        if seq is None:
+            seq = next(self._seq)
+        self._unacked = (self._client.submit("remember", self._fields(record, seq)), record, seq)
 
     def recent(self, n: int) -> list[MemoryRecord]:
+        self._settle()
         return records_from_message(self._call("recall", {"n": max(int(n), 0), "sample": False}, expect="records"))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> list[MemoryRecord]:
+        self._settle()
         fields: dict[str, Any] = {"n": max(int(n), 0), "sample": True}
         if generator is not None:  # a seed drawn from the caller's generator keeps sampling reproducible
             fields["seed"] = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         return records_from_message(self._call("recall", fields, expect="records"))
 
     def __len__(self) -> int:
+        self._settle()
         return int(self._call("memory_size")["payload"]["size"])
 
 

@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import shutil
-import struct
 import tempfile
 import threading
 import time
@@ -45,8 +44,9 @@ from typing import Any
 import ray
 
 from amiagent.agent import MODULE_NAMES, Agent, check_swappable
-from amiagent.contracts import Memory, MemoryRecord, Module, WorldModel
-from amiagent.errors import AmiagentError, ConfigError, MessageError
+from amiagent.contracts import Module, WorldModel
+from amiagent.errors import AmiagentError, ConfigError
+from amiagent.journal import Journal, JournaledMemory
 from amiagent.remote import PROXIES, ModuleServer, RemoteCost, RemoteWorldModel
 
 log = logging.getLogger(__name__)
@@ -295,120 +295,6 @@ def _actor_options(group: Group) -> dict[str, Any]:
     if group.labels:
         options["label_selector"] = dict(group.labels)
     return options
-
-
-# --------------------------------------------------------------------------- memory that survives its process
-
-
-class Journal:
-    """An append-only file of `remember` messages (length-prefixed msgpack), so memory outlives its process.
-
-    Every write reaches the kernel before `append` returns, so a killed process
-    loses nothing already written. `compact(records)` rewrites the file from a
-    memory's contents (atomic rename) so it stays bounded.
-    """
-
-    _LEN = struct.Struct("<I")
-
-    def __init__(self, path: str):
-        self.path = path
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open for appends
-        self.count = 0
-
-    @staticmethod
-    def _frame(record: MemoryRecord) -> bytes:
-        from amiagent.messages import encode
-        from amiagent.remote import _array
-
-        payload = encode("remember", {"t": float(record.t), "state": _array(record.state),
-                                      "action": _array(record.action), "cost": float(record.cost),
-                                      "violation": float(record.violation)})
-        return Journal._LEN.pack(len(payload)) + payload
-
-    def append(self, record: MemoryRecord) -> None:
-        self._file.write(self._frame(record))
-        self.count += 1
-
-    def read(self) -> list[MemoryRecord]:
-        """Every record in the file; a torn last frame (killed mid-write) is ignored."""
-        import torch
-
-        from amiagent.messages import decode
-
-        records = []
-        with open(self.path, "rb") as f:
-            data = f.read()
-        pos = 0
-        while pos + 4 <= len(data):
-            (n,) = self._LEN.unpack_from(data, pos)
-            if pos + 4 + n > len(data):
-                break
-            try:
-                msg = decode(data[pos + 4: pos + 4 + n])
-            except MessageError:
-                log.warning("memory journal %s: unreadable frame at byte %d; later ones dropped", self.path, pos)
-                break
-            records.append(MemoryRecord(float(msg["t"]), torch.tensor(msg["state"]), torch.tensor(msg["action"]),
-                                        float(msg["cost"]), float(msg["violation"])))
-            pos += 4 + n
-        self.count = len(records)
-        return records
-
-    def compact(self, records: list[MemoryRecord]) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as f:
-            for record in records:
-                f.write(self._frame(record))
-        self._file.close()
-        os.replace(tmp, self.path)
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115
-        self.count = len(records)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class JournaledMemory(Memory):
-    """A memory module whose writes are also journaled; built from the journal it restores what it held."""
-
-    def __init__(self, inner: Memory, journal: Journal, compact_every: int = 20_000):
-        super().__init__()
-        self.inner, self.journal, self.compact_every = inner, journal, compact_every
-        self.restored = 0
-        for record in journal.read():
-            inner.write(record)
-            self.restored += 1
-
-    def write(self, record: MemoryRecord) -> None:
-        self.inner.write(record)
-        self.journal.append(record)
-        if self.journal.count > max(self.compact_every, 2 * len(self.inner)):
-            self.journal.compact(self.inner.recent(len(self.inner)))
-
-    def recent(self, n: int) -> list[MemoryRecord]:
-        return self.inner.recent(n)
-
-    def sample(self, n: int, generator: Any = None) -> list[MemoryRecord]:
-        return self.inner.sample(n, generator)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def apply(self, settings: Any) -> None:
-        self.inner.apply(settings)
-
-    def activate(self) -> None:
-        super().activate()
-        self.inner.activate()
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        self.inner.deactivate()
-
-    def close(self) -> None:
-        super().close()
-        self.inner.close()
 
 
 # --------------------------------------------------------------------------- the actor hosting a group

@@ -1,0 +1,311 @@
+"""`amiagent bench loop`: the agent cycle under each runtime against a monolithic loop, in one run.
+
+Every variant drives the same seeded `open_field` episodes with the shipped
+navigator (CEM 300 samples x horizon 16 x 10 iterations):
+
+  * monolithic: one process calls the same plugin objects directly, in order
+    (perception, actor bound to world model and cost, safety filter, memory),
+    with no threads, deadlines or bus: the limit the runtimes are held to;
+  * local: `runtime=local` (the Agent with its planning thread and deadline);
+  * ray pod: every module in one Ray actor (the cycle calls it over the bus);
+  * ray planner: actor + world model + cost in one actor, the rest one each;
+  * ray separate: one actor per module, so every planner iteration crosses
+    processes (a rollout and an evaluation per CEM iteration).
+
+Latency is the agent's own time per cycle (observation in, action out,
+memory written) over the cycles that used a fresh plan; the simulator's time
+is excluded. The achieved control rate is what that latency would sustain.
+Variants run in rounds, one episode each per round in a fresh random order, so
+machine noise hits them alike. Cross-process calls per cycle count every bus
+request, from this process and between actors. Memory is proportional set
+size (PSS: shared pages divided among the processes sharing them, so sums are
+honest): this process plus the variant's actors, and the whole run (this
+process and every process Ray started). The fleet part starts 8 navigator
+agents in `pod` placement at once, runs an episode with each, and reports the
+whole run's peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from amiagent.agent import to_body_action
+from amiagent.build import build_agent, build_world
+from amiagent.config import load_config
+from amiagent.contracts import MemoryRecord
+
+VARIANTS = ("monolithic", "local", "ray pod", "ray planner", "ray separate")
+REFERENCE = "monolithic"
+PLACEMENTS = {
+    "ray pod": "pod",
+    "ray planner": {"planner": {"modules": ["actor", "world_model", "cost"]}},
+    "ray separate": "separate",
+}
+FLEET_TARGET_GIB = 8.0
+TARGETS = {"ray pod": ("ratio", 1.10), "ray planner": ("ratio", 1.10), "ray separate": ("added_ms", 5.0)}
+
+
+def _pss(pid: int) -> int:
+    try:
+        return psutil.Process(pid).memory_full_info().pss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
+
+
+def _run_pids() -> list[int]:
+    """This process and every process it started (Ray's own and its workers, when Ray runs embedded)."""
+    me = psutil.Process()
+    return [me.pid] + [p.pid for p in me.children(recursive=True)]
+
+
+class MemorySampler:
+    """Samples PSS sums in the background: of given process groups, and of the whole run."""
+
+    def __init__(self, period: float = 0.5):
+        self.period = period
+        self.groups: dict[str, Callable[[], list[int]]] = {}
+        self.peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="amiagent-bench-memory", daemon=True)
+
+    def watch(self, name: str, pids: Callable[[], list[int]]) -> None:
+        self.groups[name] = pids
+
+    def start(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample_now()
+
+    def sample_now(self) -> None:
+        for name, pids in list(self.groups.items()) + [("whole run", _run_pids)]:
+            total = sum(_pss(pid) for pid in pids())
+            self.peak[name] = max(self.peak.get(name, 0), total)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Monolithic:
+    """The same plugin objects called directly in one process: the limit."""
+
+    def __init__(self, agent_cfg: dict):
+        self.agent = build_agent(agent_cfg)  # built like any agent; its cycle machinery is not used
+        self.plan_ms: list[float] = []
+
+    def episode(self, world: Any, seed: int) -> tuple[list[float], str, int]:
+        m, safety = self.agent.modules, self.agent.safety
+        task = world.reset(seed)
+        settings = m.configurator.configure(task)
+        for module in m.all() + self.agent._safety_modules:
+            module.apply(settings)
+            module.activate()
+        safety.horizon = settings.horizon
+        m.actor.act(m.perception.encode(world.body.observe()))  # warm-up, as Agent.start does
+        m.actor.reset()
+        goal = np.asarray(settings.goal[:2])
+        times, status = [], "timeout"
+        for _ in range(task.max_steps):
+            obs = world.body.observe()
+            if np.linalg.norm(obs.state[:2] - goal) <= task.goal_tolerance and np.linalg.norm(obs.state[2:4]) <= 0.25:
+                status = "reached"
+                break
+            started = time.perf_counter()
+            state = m.perception.encode(obs)
+            plan = m.actor.act(state)
+            self.plan_ms.append(float(plan.info.get("plan_ms", math.nan)))
+            action = safety.filter(state, plan.actions[0]).action
+            m.memory.write(MemoryRecord(obs.t, state[0], action, float(plan.cost.total[0]),
+                                        float(plan.cost.violation_total[0])))
+            times.append((time.perf_counter() - started) * 1e3)
+            world.body.command(to_body_action(tuple(action.tolist())))
+            world.advance(self.agent.loop.period)
+        world.body.stop()
+        world.advance(1.0)
+        return times, status, int(sum(world.violations().values()))
+
+    def close(self) -> None:
+        self.agent.close()
+
+
+def _agent_episode(agent: Any, world: Any, seed: int, plan_ms: list[float] | None = None
+                   ) -> tuple[list[float], str, int]:
+    from amiagent.runtime.local import run_episode
+
+    episode = run_episode(agent, world, seed)
+    fresh = [c for c in episode.cycles if c.source == "plan"]
+    if plan_ms is not None:
+        plan_ms += [c.plan_ms for c in fresh]
+    return [c.cycle_ms for c in fresh], episode.status, episode.total_violations
+
+
+def _figures(times: list[float]) -> dict[str, float]:
+    t = np.asarray(times)
+    return {"cycles": int(len(t)), "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)),
+            "mean_ms": float(t.mean()), "rate_hz": float(1e3 / t.mean())}
+
+
+def _fleet(agent_cfg: dict, world_cfg: dict, size: int, seed: int, console: Console) -> dict[str, Any]:
+    from amiagent.runtime.ray import RayAgent
+
+    sampler = MemorySampler().start()
+    agents, worlds, outcomes = [], [], []
+    try:
+        for i in range(size):
+            agents.append(RayAgent(agent_cfg, {"placement": "pod"}, name=f"navigator-{i}"))
+            worlds.append(build_world(world_cfg))
+        for i, (agent, world) in enumerate(zip(agents, worlds)):
+            _, status, violations = _agent_episode(agent, world, seed + i)
+            outcomes.append((status, violations))
+        sampler.sample_now()
+    finally:
+        for agent in agents:
+            agent.close()
+        for world in worlds:
+            world.close()
+        sampler.close()
+    peak = sampler.peak["whole run"]
+    console.print(f"fleet of {size} pod agents: peak PSS of the whole run {peak / 2**30:.2f} GiB "
+                  f"(target < {FLEET_TARGET_GIB:g} GiB: {_verdict(peak < FLEET_TARGET_GIB * 2**30)}); "
+                  f"{sum(s == 'reached' for s, _ in outcomes)}/{size} reached, "
+                  f"{sum(v for _, v in outcomes)} violations")
+    return {"size": size, "peak_pss_mib": peak / 2**20, "target_gib": FLEET_TARGET_GIB,
+            "met": peak < FLEET_TARGET_GIB * 2**30, "reached": sum(s == "reached" for s, _ in outcomes),
+            "violations": int(sum(v for _, v in outcomes))}
+
+
+def _verdict(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]not met[/]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="amiagent bench loop", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds: one seeded episode per variant each (4)")
+    parser.add_argument("--fleet", type=int, default=8, help="agents in the fleet part; 0 skips it (8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (0)")
+    args = parser.parse_args(argv)
+    from amiagent.runtime.ray import RayAgent, RaySession
+
+    logging.getLogger("amiagent").setLevel(logging.ERROR)  # fallbacks under load are counted, not printed
+    torch.set_num_threads(1)
+    console = Console(width=160)
+    # plans may take the whole period, so that the slower placements still use their own plans
+    cfg = load_config(["runtime=local", "agent.loop.deadline_s=0.1"])
+    agent_cfg, world_cfg = cfg["agent"], cfg["world"]
+    session = RaySession()
+    sampler = MemorySampler()
+    runners: dict[str, Any] = {}
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    outcomes: dict[str, list[tuple[str, int]]] = {v: [] for v in VARIANTS}
+    calls: dict[str, float] = {}
+    plans: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    world = build_world(world_cfg)
+    try:
+        with console.status("starting the agents..."):
+            runners["monolithic"] = Monolithic(agent_cfg)
+            runners["local"] = build_agent(agent_cfg)
+            for variant, placement in PLACEMENTS.items():
+                runners[variant] = RayAgent(agent_cfg, {"placement": placement}, name=variant.replace(" ", "-"))
+        me = os.getpid()
+        for variant in VARIANTS:
+            agent = runners[variant]
+            if isinstance(agent, RayAgent):
+                sampler.watch(variant, lambda a=agent: [me] + [g["pid"] for g in a.placement().values()])
+            else:
+                sampler.watch(variant, lambda: [me])
+        sampler.start()
+        before = {v: runners[v].cross_process_calls() for v in PLACEMENTS}
+        cycles = dict.fromkeys(VARIANTS, 0)
+        rng = random.Random(args.seed)
+        with console.status("running episodes...") as status:
+            for r in range(args.rounds):
+                order = list(VARIANTS)
+                rng.shuffle(order)
+                for variant in order:
+                    status.update(f"round {r + 1}/{args.rounds}: {variant}")
+                    runner = runners[variant]
+                    if variant == "monolithic":
+                        t, done, violations = runner.episode(world, args.seed + r)
+                        cycles[variant] += len(t)
+                    else:
+                        t, done, violations = _agent_episode(runner, world, args.seed + r, plans[variant])
+                        cycles[variant] += runner.counters.cycles
+                    times[variant] += t
+                    outcomes[variant].append((done, violations))
+        for v in PLACEMENTS:
+            calls[v] = (runners[v].cross_process_calls() - before[v]) / max(cycles[v], 1)
+        sampler.sample_now()
+    finally:
+        sampler.close()
+        for runner in runners.values():
+            runner.close()
+        world.close()
+
+    plans["monolithic"] = runners["monolithic"].plan_ms
+    figures = {v: _figures(times[v]) for v in VARIANTS}
+    for v, f in figures.items():  # time inside actor.act, wherever the actor runs
+        f["plan_p50_ms"] = float(np.nanpercentile(plans[v], 50)) if plans[v] else math.nan
+    ref = figures[REFERENCE]
+    for v, f in figures.items():
+        f["added_p50_ms"] = f["p50_ms"] - ref["p50_ms"]
+        f["ratio_p50"] = f["p50_ms"] / ref["p50_ms"]
+        f["cross_process_calls_per_cycle"] = calls.get(v, 0.0)
+        f["peak_pss_mib"] = sampler.peak.get(v, 0) / 2**20
+        f["reached"] = sum(s == "reached" for s, _ in outcomes[v])
+        f["violations"] = sum(n for _, n in outcomes[v])
+        f["episodes"] = len(outcomes[v])
+    table = Table(title="agent cycle: navigator, open_field, CEM 300x16x10 (ms per cycle, fresh plans only)")
+    for col in ("variant", "cycles", "p50", "p99", "mean", "plan p50", "rate Hz", "added p50", "/mono p50",
+                "calls/cycle",
+                "peak PSS MiB", "reached", "violations"):
+        table.add_column(col, justify="right")
+    for v, f in figures.items():
+        table.add_row(v, str(f["cycles"]), f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}", f"{f['mean_ms']:.1f}",
+                      f"{f['plan_p50_ms']:.1f}",
+                      f"{f['rate_hz']:.0f}", f"{f['added_p50_ms']:+.2f}", f"{f['ratio_p50']:.3f}x",
+                      f"{f['cross_process_calls_per_cycle']:.1f}", f"{f['peak_pss_mib']:.0f}",
+                      f"{f['reached']}/{f['episodes']}", str(f["violations"]))
+    console.print(table)
+    console.print(f"whole run peak PSS (this process and every Ray process): "
+                  f"{sampler.peak.get('whole run', 0) / 2**30:.2f} GiB")
+    targets = {}
+    for v, (kind, bound) in TARGETS.items():
+        value = figures[v]["ratio_p50"] if kind == "ratio" else figures[v]["added_p50_ms"]
+        met = value <= bound
+        targets[v] = {kind: value, "bound": bound, "met": met}
+        shown = f"{value:.3f}x (<= {bound:.2f}x)" if kind == "ratio" else f"{value:+.2f} ms (<= {bound:g} ms)"
+        console.print(f"{v} against monolithic: {shown}: {_verdict(met)}")
+    fleet = None
+    if args.fleet > 0:
+        with console.status(f"fleet of {args.fleet} pod agents..."):
+            fleet = _fleet(agent_cfg, world_cfg, args.fleet, args.seed, console)
+    session.close()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"figures": figures, "targets": targets, "fleet": fleet, "rounds": args.rounds,
+                       "whole_run_peak_pss_mib": sampler.peak.get("whole run", 0) / 2**20}, f, indent=2,
+                      default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
