@@ -531,7 +531,7 @@ class Agent:
         if self._pending is None:
             if ("mode1" in down) if use_mode1 else bool(PLANNING_CHAIN & down):
                 return None, False
-            self._pending = (index, self._executor.submit(actor.act, state))
+            self._pending = (index, self._ask(actor, state))
         while True:
             asked_at, future = self._pending
             remaining = self.loop.deadline - (time.perf_counter() - started)
@@ -550,7 +550,7 @@ class Agent:
             if asked_at == index:
                 break
             # a late plan from an older state finished: drop it, plan afresh with the time left
-            self._pending = (index, self._executor.submit(actor.act, state))
+            self._pending = (index, self._ask(actor, state))
         self._pending = None
         try:
             self._validate(plan.actions, "plan.actions", plan=True)
@@ -560,6 +560,11 @@ class Agent:
             return None, False
         self._last_plan = (index, plan)
         return plan, False
+
+    def _ask(self, actor: Actor, state: torch.Tensor) -> cf.Future:
+        """Start a plan: on the planning thread, or in the actor's own process when it is remote."""
+        begin = getattr(actor, "begin_act", None)
+        return begin(state) if begin is not None else self._executor.submit(actor.act, state)
 
     def _validate(self, actions: torch.Tensor, what: str, plan: bool = False) -> None:
         """Raise ContractError unless `actions` is finite, real, in bounds and shaped (A,), or (H >= 1, A) for a plan."""

@@ -399,9 +399,19 @@ class Client:
         return request_id
 
     def collect(self, request_id: bytes, timeout: float | None = None,
-                expect: str | Collection[str] | None = None) -> Message:
-        """Wait for the reply to a `submit`ted request (errors as for `request`)."""
-        return self._exchange("submitted request", None, timeout, expect, request_id)
+                expect: str | Collection[str] | None = None, keep: bool = False) -> Message:
+        """Wait for the reply to a `submit`ted request (errors as for `request`).
+
+        With `keep`, a BusTimeout leaves the request awaited: its reply, when it
+        comes, is kept for a later `collect`.
+        """
+        return self._exchange("submitted request", None, timeout, expect, request_id, keep)
+
+    def forget(self, request_id: bytes) -> None:
+        """Stop awaiting a submitted request: its reply, if any comes, is discarded."""
+        with self._lock:
+            self._awaited.discard(request_id)
+            self._stash.pop(request_id, None)
 
     def _send(self, kind: str, payload: bytes) -> bytes:
         sock = self._sock
@@ -417,7 +427,7 @@ class Client:
         return request_id
 
     def _exchange(self, kind: str, payload: bytes | None, timeout: float | None,
-                  expect: str | Collection[str] | None, request_id: bytes | None) -> Message:
+                  expect: str | Collection[str] | None, request_id: bytes | None, keep: bool = False) -> Message:
         timeout = self.timeout if timeout is None else timeout
         with self._lock:
             if payload is not None:
@@ -435,7 +445,8 @@ class Client:
                 try:
                     got = _recv_frames(sock)
                 except zmq.Again:
-                    self._awaited.discard(request_id)
+                    if not keep:
+                        self._awaited.discard(request_id)
                     raise BusTimeout(f"no reply to {kind!r} from {self.endpoint} within {timeout:g} s") from None
                 except zmq.ZMQError as e:
                     raise BusError(f"waiting for a reply from {self.endpoint}: {e}") from e

@@ -31,6 +31,7 @@ which is how the Ray runtime hot-swaps a plugin behind a running proxy.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import itertools
 import math
 import time
@@ -56,7 +57,7 @@ from amiagent.contracts import (
     Task,
     WorldModel,
 )
-from amiagent.errors import BusError, ConfigError, ContractError
+from amiagent.errors import BusError, BusTimeout, ConfigError, ContractError
 from amiagent.messages import (
     Array,
     Bool,
@@ -505,8 +506,59 @@ class RemoteActor(_Proxy, Actor):
         self._call("reset")
 
     def act(self, state: torch.Tensor) -> Plan:
-        reply = self._call("act", {"state": _array(state)}, expect="plan_reply")
-        return Plan(_tensor(reply, "actions"), _tensor(reply, "states"), _report(reply), dict(reply["info"]))
+        return _plan(self._call("act", {"state": _array(state)}, expect="plan_reply"))
+
+    def begin_act(self, state: torch.Tensor) -> PendingPlan:
+        """Ask for a plan without waiting: the plan is made in the actor's process, and the caller
+        collects it with `result(timeout)` (no thread of its own needed)."""
+        self.requests += 1
+        return PendingPlan(self._client, self._client.submit("act", {"state": _array(state)}), self.timeout)
+
+
+def _plan(reply: Message) -> Plan:
+    return Plan(_tensor(reply, "actions"), _tensor(reply, "states"), _report(reply), dict(reply["info"]))
+
+
+class PendingPlan:
+    """A plan asked of a remote actor, collected like a `concurrent.futures.Future`.
+
+    `result(timeout)` raises `concurrent.futures.TimeoutError` while the plan
+    may still come, and BusTimeout once the actor has had `limit` seconds.
+    """
+
+    def __init__(self, client: Client, request_id: bytes, limit: float):
+        self._client, self._id = client, request_id
+        self._expires = time.monotonic() + limit
+        self._limit = limit
+        self._outcome: tuple[Plan | None, BaseException | None] | None = None
+
+    def result(self, timeout: float | None = None) -> Plan:
+        if self._outcome is None:
+            left = self._expires - time.monotonic()
+            wait = left if timeout is None else min(timeout, left)
+            try:
+                self._outcome = (_plan(self._client.collect(self._id, max(wait, 0.0), "plan_reply", keep=True)),
+                                 None)
+            except BusTimeout:
+                if time.monotonic() < self._expires:
+                    raise cf.TimeoutError from None
+                self._client.forget(self._id)
+                self._outcome = (None, BusTimeout(f"no plan from the actor within {self._limit:g} s"))
+            except Exception as exc:
+                self._client.forget(self._id)
+                self._outcome = (None, exc)
+        plan, error = self._outcome
+        if error is not None:
+            raise error
+        return plan
+
+    def cancel(self) -> bool:
+        """Stop waiting for the plan (its reply, if it comes, is discarded). The actor's process serves
+        one request at a time, so whatever is asked of it next waits for that plan anyway."""
+        if self._outcome is None:
+            self._client.forget(self._id)
+            self._outcome = (None, cf.CancelledError())
+        return True
 
 
 class RemoteConfigurator(_Proxy, Configurator):

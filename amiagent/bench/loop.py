@@ -19,7 +19,7 @@ Variants run in rounds, one episode each per round in a fresh random order, so
 machine noise hits them alike. Cross-process calls per cycle count every bus
 request, from this process and between actors. Memory is proportional set
 size (PSS: shared pages divided among the processes sharing them, so sums are
-honest): this process plus the variant's actors, and the whole run (this
+honest), sampled between episodes: this process plus the variant's actors, and the whole run (this
 process and every process Ray started). The fleet part starts 8 navigator
 agents in `pod` placement at once, runs an episode with each, and reports the
 whole run's peak.
@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -74,34 +73,27 @@ def _run_pids() -> list[int]:
 
 
 class MemorySampler:
-    """Samples PSS sums in the background: of given process groups, and of the whole run."""
+    """Peaks of PSS sums: of given process groups, and of the whole run.
 
-    def __init__(self, period: float = 0.5):
-        self.period = period
+    Sampled between episodes, never during timing: reading /proc for a dozen
+    processes takes tens of milliseconds of this process's time.
+    """
+
+    def __init__(self) -> None:
         self.groups: dict[str, Callable[[], list[int]]] = {}
         self.peak: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="amiagent-bench-memory", daemon=True)
 
     def watch(self, name: str, pids: Callable[[], list[int]]) -> None:
         self.groups[name] = pids
 
-    def start(self) -> MemorySampler:
-        self._thread.start()
-        return self
+    def sample(self, *names: str) -> None:
+        """Sample the named groups (all when none named) and the whole run."""
+        for name in names or tuple(self.groups):
+            self._update(name, self.groups[name]())
+        self._update("whole run", _run_pids())
 
-    def _sample(self) -> None:
-        while not self._stop.wait(self.period):
-            self.sample_now()
-
-    def sample_now(self) -> None:
-        for name, pids in list(self.groups.items()) + [("whole run", _run_pids)]:
-            total = sum(_pss(pid) for pid in pids())
-            self.peak[name] = max(self.peak.get(name, 0), total)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _update(self, name: str, pids: list[int]) -> None:
+        self.peak[name] = max(self.peak.get(name, 0), sum(_pss(pid) for pid in pids))
 
 
 class Monolithic:
@@ -166,7 +158,7 @@ def _figures(times: list[float]) -> dict[str, float]:
 def _fleet(agent_cfg: dict, world_cfg: dict, size: int, seed: int, console: Console) -> dict[str, Any]:
     from amiagent.runtime.ray import RayAgent
 
-    sampler = MemorySampler().start()
+    sampler = MemorySampler()
     agents, worlds, outcomes = [], [], []
     try:
         for i in range(size):
@@ -175,13 +167,12 @@ def _fleet(agent_cfg: dict, world_cfg: dict, size: int, seed: int, console: Cons
         for i, (agent, world) in enumerate(zip(agents, worlds)):
             _, status, violations = _agent_episode(agent, world, seed + i)
             outcomes.append((status, violations))
-        sampler.sample_now()
+            sampler.sample()
     finally:
         for agent in agents:
             agent.close()
         for world in worlds:
             world.close()
-        sampler.close()
     peak = sampler.peak["whole run"]
     console.print(f"fleet of {size} pod agents: peak PSS of the whole run {peak / 2**30:.2f} GiB "
                   f"(target < {FLEET_TARGET_GIB:g} GiB: {_verdict(peak < FLEET_TARGET_GIB * 2**30)}); "
@@ -232,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
                 sampler.watch(variant, lambda a=agent: [me] + [g["pid"] for g in a.placement().values()])
             else:
                 sampler.watch(variant, lambda: [me])
-        sampler.start()
         before = {v: runners[v].cross_process_calls() for v in PLACEMENTS}
         cycles = dict.fromkeys(VARIANTS, 0)
         rng = random.Random(args.seed)
@@ -251,11 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                         cycles[variant] += runner.counters.cycles
                     times[variant] += t
                     outcomes[variant].append((done, violations))
+                    sampler.sample(variant)
         for v in PLACEMENTS:
             calls[v] = (runners[v].cross_process_calls() - before[v]) / max(cycles[v], 1)
-        sampler.sample_now()
     finally:
-        sampler.close()
         for runner in runners.values():
             runner.close()
         world.close()

@@ -644,7 +644,7 @@ class RayAgent(Agent):
             if not watching:
                 self._stop.wait(0.2)
                 continue
-            ready, _ = ray.wait(list(watching), num_returns=1, timeout=0.2)
+            ready, _ = ray.wait(list(watching), num_returns=1, timeout=1.0)  # a death resolves at once
             for ref in ready:
                 host = watching[ref]
                 try:
