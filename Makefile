@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/amiagent run agent=navigator world=open_field runtime=local
+	$(BIN)/amiagent run agent=navigator world=open_field
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -28,6 +28,7 @@ test: setup
 bench: setup
 	$(BIN)/amiagent bench bus
 	$(BIN)/amiagent bench plan
+	$(BIN)/amiagent bench loop
 
 clean:
 	rm -rf $(VENV) runs outputs .pytest_cache .hypothesis

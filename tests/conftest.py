@@ -23,7 +23,7 @@ def navigator_config():
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One real two-node Ray cluster for the whole session: a head with 2 CPUs offering `node_a`, and a
-    node offering `node_b`.
+    node offering `node_b`, labelled zone=lab.
 
     Started only when a test asks for it (about 12 s here); modules take no CPU,
     so every agent fits on the head's two cores.
@@ -34,7 +34,7 @@ def ray_cluster():
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"node_a": 1},
                                                                 "include_dashboard": False})
-    cluster.add_node(num_cpus=0, resources={"node_b": 1})
+    cluster.add_node(num_cpus=0, resources={"node_b": 1}, labels={"zone": "lab"})
     cluster.wait_for_nodes()
     session = RaySession(cluster.address)
     yield cluster

@@ -76,3 +76,66 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "amiagent"
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "run" in proc.stdout and "bench" in proc.stdout
+
+
+def _ray_processes() -> set[int]:
+    """Process ids of module actors (Ray names its workers `ray::ModuleHost...`)."""
+    import psutil
+
+    found = set()
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("ray::ModuleHost" in part for part in p.info["cmdline"] or []):
+                found.add(p.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_run_defaults_to_ray_quietly_and_leaves_nothing_behind(tmp_path):
+    before = _ray_processes()
+    env_dir = tmp_path / "agents"
+    proc = subprocess.run([*AMIAGENT, "run", "seed=1", f"run_dir={tmp_path / 'run'}", "progress=false"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200", "AMIAGENT_RUNTIME_DIR": str(env_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert "ray runtime, placement pod" in proc.stdout and "success 100%" in proc.stdout
+    output = proc.stdout + proc.stderr
+    for noise in ("(raylet)", "Token authentication", "INFO worker", "Started a local Ray instance", "pid="):
+        assert noise not in output
+    assert not list(env_dir.glob("*.json"))  # the control registration is gone with the run
+    assert _ray_processes() <= before  # no module actor outlives the run
+
+
+@pytest.mark.slow
+def test_swap_and_agents_reach_a_running_agent(tmp_path):
+    env = {**os.environ, "COLUMNS": "200", "AMIAGENT_RUNTIME_DIR": str(tmp_path / "agents")}
+    run = subprocess.Popen([*AMIAGENT, "run", "runtime=local", "realtime=true", "episodes=2", "agent.name=swapper",
+                            f"run_dir={tmp_path / 'run'}", "progress=false"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(600):
+            if list((tmp_path / "agents").glob("swapper.json")) or run.poll() is not None:
+                break
+            import time
+
+            time.sleep(0.05)
+        listed = subprocess.run([*AMIAGENT, "agents"], capture_output=True, text=True, env=env, timeout=60)
+        assert listed.returncode == 0 and "swapper" in listed.stdout and "mpc" in listed.stdout
+        swap = subprocess.run([*AMIAGENT, "swap", "swapper", "actor", "name=mpc", "params.samples=120",
+                               "params.elites=12"], capture_output=True, text=True, env=env, timeout=60)
+        assert swap.returncode == 0, swap.stdout + swap.stderr
+        assert "actor: mpc {'samples': 120, 'elites': 12} now running" in swap.stdout
+        bad = subprocess.run([*AMIAGENT, "swap", "actor", "name=mpcc"], capture_output=True, text=True, env=env,
+                             timeout=60)
+        assert bad.returncode == 2 and "swap refused" in bad.stdout and "Did you mean 'mpc'" in bad.stdout
+        missing = subprocess.run([*AMIAGENT, "swap", "nobody", "actor", "name=mpc"], capture_output=True, text=True,
+                                 env=env, timeout=60)
+        assert missing.returncode == 2 and "no running agent named 'nobody'" in missing.stdout
+        out, err = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    assert "success 100%" in out and "ground-truth violations 0" in out

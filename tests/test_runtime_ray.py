@@ -183,17 +183,30 @@ def test_a_bad_swap_changes_nothing(agents):
 
 
 def test_modules_on_two_nodes_talk_over_tcp(ray_cluster, navigator_config, world):
-    placement = {"far": {"modules": ["world_model", "cost"], "resources": {"node_b": 0.01}},
-                 "near": {"modules": ["configurator", "perception", "memory", "actor"], "resources": {"node_a": 0.01}}}
+    import ray
+
+    head = ray.get_runtime_context().get_node_id()  # the driver runs on the head
+    placement = {"far": {"modules": ["world_model", "cost"], "labels": {"zone": "lab"}},  # by node label
+                 "store": {"modules": ["memory"], "resources": {"node_b": 0.01}},  # by custom resource
+                 "near": {"modules": ["configurator", "perception", "actor"], "node": head}}  # by node id
     agent = RayAgent(navigator_config["agent"], {"placement": placement})
     try:
         groups = agent.placement()
-        assert groups["far"]["node_id"] != groups["near"]["node_id"]
+        assert groups["near"]["node_id"] == head
+        assert groups["far"]["node_id"] == groups["store"]["node_id"] != head
         assert all(e.startswith("tcp://") for g in groups.values() for e in g["endpoints"].values())
         episode = run_episode(agent, world, 0)
         assert episode.status == "reached" and episode.total_violations == 0
     finally:
         agent.close()
+
+
+def test_a_group_no_node_can_take_is_reported(ray_cluster, navigator_config):
+    placement = {"nowhere": {"modules": ["memory"], "resources": {"no_such_thing": 1}}}
+    with pytest.raises(AmiagentError, match="did not start within 3 s.*resources"):
+        RayAgent(navigator_config["agent"], {"placement": placement, "supervision": {"start_timeout_s": 3}})
+    with pytest.raises(ConfigError, match="no live Ray node 'moon'"):
+        RayAgent(navigator_config["agent"], {"placement": {"x": {"modules": ["memory"], "node": "moon"}}})
 
 
 def test_close_leaves_no_actor_process_or_state_behind(ray_cluster, navigator_config):
