@@ -67,6 +67,8 @@ PLANNING_CHAIN = frozenset({"actor", "world_model", "cost"})
 
 UNWRITTEN_MAX = 10_000
 """Memory records kept while the memory module is down, written when it is back."""
+UNWRITTEN_PER_CYCLE = 32
+"""Kept records written per cycle once memory is back, so catching up never stalls the cycle."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,26 @@ class Counters:
     sources: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCES, 0))
 
 
+class SwapTicket(threading.Event):
+    """Set when a queued swap has been carried out (or has failed: then `error` says why)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: str | None = None
+
+    def run(self, commit: Callable[[], None]) -> Callable[[], None]:
+        """`commit`, wrapped to record its outcome on this ticket."""
+        def work() -> None:
+            try:
+                commit()
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                self.set()
+        return work
+
+
 class Agent:
     """Runs the cycle over a set of modules. One agent drives one body.
 
@@ -225,7 +247,7 @@ class Agent:
         if obs is not None and not PLANNING_CHAIN & self.down:
             state = self.modules.perception.encode(obs)
             try:
-                self._executor.submit(self.modules.actor.act, state).result(timeout=PLANNER_GRACE_S)
+                self._ask(self.modules.actor, state, limit=PLANNER_GRACE_S).result(timeout=PLANNER_GRACE_S)
             except cf.TimeoutError:
                 self._hung = True
                 raise AmiagentError(f"the actor's first plan took over {PLANNER_GRACE_S:g} s: it is hung or far "
@@ -287,6 +309,9 @@ class Agent:
         if self._pending is not None:
             future = self._pending[1]
             self._pending = None
+            if PLANNING_CHAIN & self.down and hasattr(future, "abandon"):
+                future.abandon()  # its process is gone or restarting: nothing is in flight to wait for
+                return
             future.cancel()
             try:
                 future.result(timeout=PLANNER_GRACE_S)  # let an in-flight plan finish before state changes
@@ -308,8 +333,8 @@ class Agent:
         self.counters.cycles += 1
         with self._lock:
             down, events, self._events = frozenset(self._down), tuple(self._events), []
-        state = self._perceive(obs, down)
-        if state is None:  # no state to plan or check from: the body is stopped
+        state = None if self.failure is not None else self._perceive(obs, down)
+        if state is None:  # no state to plan or check from (or a module is gone for good): the body is stopped
             self.counters.sources["stop"] += 1
             return Cycle(index=index, t=obs.t, state=tuple(float(v) for v in obs.state),
                          action=(0.0,) * self.modules.world_model.action_dim, source="stop", filtered=True,
@@ -366,7 +391,6 @@ class Agent:
         """A module is gone for good (any thread): every cycle from now on stops the body."""
         with self._lock:
             self.failure = why
-            self._down.add("perception")  # nothing is computed any more
             self._events.append(f"failed: {why}")
 
     @property
@@ -404,11 +428,11 @@ class Agent:
             self._last_plan = None
             self.modules.actor.reset()
         if "memory" in names:
-            self._flush_unwritten()
+            self._flush_unwritten(UNWRITTEN_PER_CYCLE)
 
     def swap(self, name: str, module: Module, *, label: str = "",
-             safety_world_model: WorldModel | None = None) -> threading.Event:
-        """Replace module `name` by `module` at the next cycle boundary; the returned Event is set when done.
+             safety_world_model: WorldModel | None = None) -> SwapTicket:
+        """Replace module `name` by `module` at the next cycle boundary; the ticket returned is set when done.
 
         The new module must speak the old one's dimensions. It gets the current
         settings and is activated; the old one is closed. Replacing the world
@@ -419,7 +443,7 @@ class Agent:
         if old is None:
             raise ConfigError(f"cannot swap {name!r}: this agent's modules are {sorted(self.modules.named())}")
         check_swappable(name, old, module)
-        done = threading.Event()
+        done = SwapTicket()
 
         def commit() -> None:
             self.modules = dataclasses.replace(self.modules, **{name: module})
@@ -438,12 +462,11 @@ class Agent:
             old.close()
             self.plugins[name] = label or type(module).__name__
             self.note(f"swap {name}: {self.plugins[name]}")
-            done.set()
 
-        self.between_cycles(commit)
+        self.between_cycles(done.run(commit))
         return done
 
-    def swap_plugin(self, name: str, spec: Mapping[str, Any]) -> threading.Event:
+    def swap_plugin(self, name: str, spec: Mapping[str, Any]) -> SwapTicket:
         """Replace module `name` by the plugin `spec` ({name, params}) at the next cycle boundary.
 
         Built and checked now (errors raise here and nothing changes). When the
@@ -508,13 +531,16 @@ class Agent:
         if "memory" in down:
             return
         try:
-            self._flush_unwritten()
+            self._flush_unwritten(UNWRITTEN_PER_CYCLE)
         except Exception as exc:
             log.warning("memory write failed (%s); %d record(s) wait until memory answers again", exc,
                         len(self._unwritten))
 
-    def _flush_unwritten(self) -> None:
-        while self._unwritten:
+    def _flush_unwritten(self, limit: int | None = None) -> None:
+        """Write kept records in order; at most `limit` of them (the rest wait for later cycles)."""
+        count = 0
+        while self._unwritten and (limit is None or count < limit):
+            count += 1
             record = self._unwritten.popleft()
             try:
                 self.modules.memory.write(record)
@@ -528,10 +554,10 @@ class Agent:
         Also says if it was late."""
         use_mode1 = self.settings.mode == "mode1" and self.modules.mode1 is not None
         actor = self.modules.mode1 if use_mode1 else self.modules.actor
+        needed_down = ("mode1" in down) if use_mode1 else bool(PLANNING_CHAIN & down)
         if self._pending is None:
-            if ("mode1" in down) if use_mode1 else bool(PLANNING_CHAIN & down):
+            if needed_down or not self._start_plan(index, actor, state):
                 return None, False
-            self._pending = (index, self._ask(actor, state))
         while True:
             asked_at, future = self._pending
             remaining = self.loop.deadline - (time.perf_counter() - started)
@@ -550,7 +576,9 @@ class Agent:
             if asked_at == index:
                 break
             # a late plan from an older state finished: drop it, plan afresh with the time left
-            self._pending = (index, self._ask(actor, state))
+            self._pending = None
+            if needed_down or not self._start_plan(index, actor, state):
+                return None, False
         self._pending = None
         try:
             self._validate(plan.actions, "plan.actions", plan=True)
@@ -561,10 +589,21 @@ class Agent:
         self._last_plan = (index, plan)
         return plan, False
 
-    def _ask(self, actor: Actor, state: torch.Tensor) -> cf.Future:
+    def _start_plan(self, index: int, actor: Actor, state: torch.Tensor) -> bool:
+        try:
+            self._pending = (index, self._ask(actor, state))
+            return True
+        except Exception:  # e.g. a remote actor that cannot be reached: no plan this cycle
+            self.counters.planner_errors += 1
+            log.exception("cannot ask the actor for a plan; falling back")
+            return False
+
+    def _ask(self, actor: Actor, state: torch.Tensor, limit: float | None = None) -> cf.Future:
         """Start a plan: on the planning thread, or in the actor's own process when it is remote."""
         begin = getattr(actor, "begin_act", None)
-        return begin(state) if begin is not None else self._executor.submit(actor.act, state)
+        if begin is None:
+            return self._executor.submit(actor.act, state)
+        return begin(state) if limit is None else begin(state, limit=limit)
 
     def _validate(self, actions: torch.Tensor, what: str, plan: bool = False) -> None:
         """Raise ContractError unless `actions` is finite, real, in bounds and shaped (A,), or (H >= 1, A) for a plan."""

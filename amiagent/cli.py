@@ -55,13 +55,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     agent_name, world_name = cfg["agent"]["name"], cfg["world"]["name"]
     episodes, layouts = [], []
+    if cfg["runtime"].get("control"):
+        from amiagent.control import running_agents
+
+        if agent_name in running_agents():  # before anything starts
+            raise AmiagentError(f"an agent named {agent_name!r} is already running (see `amiagent agents`); "
+                                "give this one another name (agent.name=...) or runtime.control=null")
     world = build_world(cfg["world"])
-    session = control = None
+    session = control = agent = None
     try:
         agent, session = _start_agent(cfg, console)
         if cfg["runtime"].get("control"):
             control = _control(agent, agent_name, cfg["runtime"])
     except BaseException:
+        if agent is not None:
+            agent.close()
         if session is not None:
             session.close()
         world.close()
@@ -92,6 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress.update(bar, total=episode.steps, completed=episode.steps, status=episode.status)
                 episodes.append(episode)
                 layouts.append(world.layout())
+                if agent.failure is not None:  # a module is gone for good: no more episodes
+                    console.print(f"[red]stopping after episode {i + 1}:[/] {agent.failure}")
+                    break
     finally:
         if control is not None:
             control.close()

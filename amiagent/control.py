@@ -73,8 +73,11 @@ def running_agents() -> dict[str, dict[str, Any]]:
 class ControlServer:
     """Serves the control requests of one running agent and registers it by name.
 
-    `swap(module, spec) -> (label, event)` queues a swap (the event is set when
-    it took effect); `status() -> dict` describes the agent.
+    `swap(module, spec) -> (label, ticket)` queues a swap (the ticket is set
+    when it took effect, with `error` set if it failed); `status() -> dict`
+    describes the agent. A swap request waits for its module to be built (up
+    to the runtime's start timeout) and then up to SWAP_WAIT_S for the cycle
+    boundary.
     """
 
     def __init__(self, agent: str, endpoint: str, *, swap: Callable[[str, dict], tuple[str, threading.Event]],
@@ -106,6 +109,8 @@ class ControlServer:
                 raise ConfigError("swap: spec must be a mapping {name, params}")
             label, done = self._swap(msg["module"], dict(spec))
             applied = done.wait(SWAP_WAIT_S)
+            if getattr(done, "error", None):
+                raise AmiagentError(f"the swap failed at the cycle boundary: {done.error}")
             return "ok", {"payload": {"module": msg["module"], "plugin": label, "applied": applied}}
         raise ConfigError(f"the control endpoint does not answer {msg.kind!r}")
 
@@ -115,7 +120,7 @@ class ControlServer:
         self.path.unlink(missing_ok=True)
 
 
-def connect(agent: str | None, endpoint: str | None = None, timeout: float = SWAP_WAIT_S + 5) -> Client:
+def connect(agent: str | None, endpoint: str | None = None, timeout: float = 180.0) -> Client:
     """A client to a running agent's control endpoint, by name (or only one running) or by endpoint."""
     if endpoint is None:
         agents = running_agents()

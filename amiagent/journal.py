@@ -115,12 +115,12 @@ class JournaledMemory(Memory):
 
     def write_numbered(self, record: MemoryRecord, seq: int | None) -> None:
         """Store `record` unless `seq` was already stored (a re-sent write)."""
-        if seq is not None:
-            if self.last_seq is not None and seq <= self.last_seq:
-                return
-            self.last_seq = seq
-        self.inner.write(record)
+        if seq is not None and self.last_seq is not None and seq <= self.last_seq:
+            return
+        self.inner.write(record)  # a record the memory refuses is not journaled either
         self.journal.append(record, seq)
+        if seq is not None:  # only once it is on disk
+            self.last_seq = seq
         if self.journal.count > max(self.compact_every, 2 * len(self.inner)):
             self.journal.compact(self.inner.recent(len(self.inner)), self.last_seq)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -57,7 +58,7 @@ from amiagent.contracts import (
     Task,
     WorldModel,
 )
-from amiagent.errors import BusError, BusTimeout, ConfigError, ContractError
+from amiagent.errors import BusError, BusTimeout, ConfigError, ContractError, RemoteError
 from amiagent.messages import (
     Array,
     Bool,
@@ -76,6 +77,8 @@ from amiagent.messages import (
     task_to_fields,
 )
 from amiagent.messages.schemas import schema_for
+
+log = logging.getLogger(__name__)
 
 _F32 = frozenset({"float32"})
 _MAX = 1 << 22  # elements per tensor: 4 M floats, 16 MiB
@@ -334,9 +337,12 @@ class _Proxy:
 
     requests: int = 0
 
-    def _connect(self, endpoint: str, timeout: float) -> None:
+    def _connect(self, endpoint: str, timeout: float, cycle_timeout: float | None = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.cycle_timeout = timeout if cycle_timeout is None else cycle_timeout
+        """Limit of the calls a control cycle makes (encode, memory acknowledgements, a Mode-1 action,
+        braking): at most a control period, where `timeout` bounds lifecycle and planning calls."""
         self._client = Client(endpoint, timeout=timeout)
 
     def reconnect(self, endpoint: str) -> None:
@@ -369,9 +375,9 @@ class _Proxy:
 class RemoteWorldModel(_Proxy, WorldModel):
     """A WorldModel served by a ModuleServer at `endpoint`."""
 
-    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+    def __init__(self, endpoint: str, *, timeout: float = 1.0, cycle_timeout: float | None = None):
         WorldModel.__init__(self)
-        self._connect(endpoint, timeout)
+        self._connect(endpoint, timeout, cycle_timeout)
         info = self._call("model_info", expect="model_info_reply")
         self.state_dim, self.action_dim, self.dt = info["state_dim"], info["action_dim"], info["dt"]
         self.action_low, self.action_high = _tensor(info, "action_low"), _tensor(info, "action_high")
@@ -381,15 +387,16 @@ class RemoteWorldModel(_Proxy, WorldModel):
         return _tensor(reply, "states")
 
     def brake_action(self, states: torch.Tensor) -> torch.Tensor:
-        return _tensor(self._call("brake", {"states": _array(states)}, expect="actions"), "actions")
+        reply = self._call("brake", {"states": _array(states)}, expect="actions", timeout=self.cycle_timeout)
+        return _tensor(reply, "actions")
 
 
 class RemoteCost(_Proxy, Cost):
     """A cost module served by a ModuleServer at `endpoint`."""
 
-    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+    def __init__(self, endpoint: str, *, timeout: float = 1.0, cycle_timeout: float | None = None):
         Cost.__init__(self)
-        self._connect(endpoint, timeout)
+        self._connect(endpoint, timeout, cycle_timeout)
 
     def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> CostReport:
         return _report(self._call("evaluate", {"states": _array(states), "actions": _array(actions)},
@@ -399,15 +406,16 @@ class RemoteCost(_Proxy, Cost):
 class RemotePerception(_Proxy, Perception):
     """A Perception module served by a ModuleServer at `endpoint`."""
 
-    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+    def __init__(self, endpoint: str, *, timeout: float = 1.0, cycle_timeout: float | None = None):
         Perception.__init__(self)
-        self._connect(endpoint, timeout)
+        self._connect(endpoint, timeout, cycle_timeout)
         self.state_dim = int(self._call("perception_info")["payload"]["state_dim"])
 
     def encode(self, obs: Observation | Sequence[Observation]) -> torch.Tensor:
         if not isinstance(obs, Observation):  # a batch: one request per observation
             return torch.cat([self.encode(o) for o in obs])
-        return _tensor(self._call("encode", observation_to_fields(obs), expect="encoded"), "states")
+        reply = self._call("encode", observation_to_fields(obs), expect="encoded", timeout=self.cycle_timeout)
+        return _tensor(reply, "states")
 
 
 class UnwrittenRecords(BusError):
@@ -429,13 +437,14 @@ class RemoteMemory(_Proxy, Memory):
     numbered, and a journaled memory ignores a number it already has).
     """
 
-    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+    def __init__(self, endpoint: str, *, timeout: float = 1.0, cycle_timeout: float | None = None):
         Memory.__init__(self)
-        self._connect(endpoint, timeout)
+        self._connect(endpoint, timeout, cycle_timeout)
         self._seq = itertools.count(int(time.time() * 1e3) << 16)  # increasing across restarts of the writer
         self._unacked: tuple[bytes, MemoryRecord, int] | None = None
         self._returned: list[MemoryRecord] = []  # unacknowledged, for the next write to hand back
-        self._numbers: dict[int, int] = {}  # id(record) -> its number, for records handed back
+        self._numbers: dict[int, tuple[MemoryRecord, int]] = {}  # id -> (record, number) of records handed
+        # back; holding the record keeps its id from being reused by another object
 
     def _settle(self) -> None:
         """Collect the last write's acknowledgement; if it never came, the record waits in `_returned`."""
@@ -443,10 +452,14 @@ class RemoteMemory(_Proxy, Memory):
             request_id, record, seq = self._unacked
             self._unacked = None
             try:
-                self._client.collect(request_id, expect="ok")
+                self._client.collect(request_id, self.cycle_timeout, expect="ok")
+            except RemoteError as exc:  # the memory refused this record: re-sending it would not help
+                log.error("memory refused a record (%s); it is dropped", exc)
             except Exception as exc:
                 self._returned.append(record)
-                self._numbers[id(record)] = seq  # written again, it keeps its number
+                if len(self._numbers) > 4 * 10_000:  # records the writer dropped long ago
+                    self._numbers.clear()
+                self._numbers[id(record)] = (record, seq)  # written again, it keeps its number
                 raise UnwrittenRecords(f"a memory write was not acknowledged: {exc}", []) from exc
 
     def reconnect(self, endpoint: str) -> None:
@@ -471,9 +484,8 @@ class RemoteMemory(_Proxy, Memory):
             returned, self._returned = self._returned, []
             raise UnwrittenRecords("earlier memory writes were not acknowledged", returned)
         self.requests += 1
-        seq = self._numbers.pop(id(record), None)
-        if seq is None:
-            seq = next(self._seq)
+        known = self._numbers.pop(id(record), None)
+        seq = known[1] if known is not None and known[0] is record else next(self._seq)
         self._unacked = (self._client.submit("remember", self._fields(record, seq)), record, seq)
 
     def recent(self, n: int) -> list[MemoryRecord]:
@@ -495,9 +507,9 @@ class RemoteMemory(_Proxy, Memory):
 class RemoteActor(_Proxy, Actor):
     """An Actor served by a ModuleServer at `endpoint`; it plans through the modules its host bound it to."""
 
-    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+    def __init__(self, endpoint: str, *, timeout: float = 1.0, cycle_timeout: float | None = None):
         Actor.__init__(self)
-        self._connect(endpoint, timeout)
+        self._connect(endpoint, timeout, cycle_timeout)
 
     def bind(self, world_model: WorldModel, cost: Cost) -> None:
         """Nothing to do here: the actor's host binds it to the modules of the agent."""
@@ -506,13 +518,16 @@ class RemoteActor(_Proxy, Actor):
         self._call("reset")
 
     def act(self, state: torch.Tensor) -> Plan:
-        return _plan(self._call("act", {"state": _array(state)}, expect="plan_reply"))
+        """A plan, waited for at most `cycle_timeout` (a Mode-1 policy answers within a cycle)."""
+        return _plan(self._call("act", {"state": _array(state)}, expect="plan_reply", timeout=self.cycle_timeout))
 
-    def begin_act(self, state: torch.Tensor) -> PendingPlan:
+    def begin_act(self, state: torch.Tensor, limit: float | None = None) -> PendingPlan:
         """Ask for a plan without waiting: the plan is made in the actor's process, and the caller
-        collects it with `result(timeout)` (no thread of its own needed)."""
+        collects it with `result(timeout)` (no thread of its own needed) within `limit` s (default: the
+        proxy's timeout)."""
         self.requests += 1
-        return PendingPlan(self._client, self._client.submit("act", {"state": _array(state)}), self.timeout)
+        return PendingPlan(self._client, self._client.submit("act", {"state": _array(state)}),
+                           self.timeout if limit is None else limit)
 
 
 def _plan(reply: Message) -> Plan:
@@ -553,20 +568,23 @@ class PendingPlan:
         return plan
 
     def cancel(self) -> bool:
-        """Stop waiting for the plan (its reply, if it comes, is discarded). The actor's process serves
-        one request at a time, so whatever is asked of it next waits for that plan anyway."""
+        """A plan being made elsewhere cannot be stopped: False while it is in flight, as for a running
+        Future (wait for it with `result`, or `abandon` it when its process is gone)."""
+        return self._outcome is not None and isinstance(self._outcome[1], cf.CancelledError)
+
+    def abandon(self) -> None:
+        """Stop waiting for the plan: its reply, if one ever comes, is discarded."""
         if self._outcome is None:
             self._client.forget(self._id)
             self._outcome = (None, cf.CancelledError())
-        return True
 
 
 class RemoteConfigurator(_Proxy, Configurator):
     """A Configurator served by a ModuleServer at `endpoint`."""
 
-    def __init__(self, endpoint: str, *, timeout: float = 1.0):
+    def __init__(self, endpoint: str, *, timeout: float = 1.0, cycle_timeout: float | None = None):
         Configurator.__init__(self)
-        self._connect(endpoint, timeout)
+        self._connect(endpoint, timeout, cycle_timeout)
 
     def configure(self, task: Task) -> Settings:
         return settings_from_message(self._call("configure", task_to_fields(task), expect="settings"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from amiagent import registry
@@ -61,6 +63,21 @@ def test_the_journal_is_compacted_and_stays_bounded(tmp_path):
     assert restarted.last_seq == 99
 
 
+def test_a_record_the_memory_refuses_is_dropped_not_retried_forever(tmp_path):
+    server = ModuleServer(_memory(tmp_path / "m.journal"), "tcp://127.0.0.1:0").start()
+    remote = RemoteMemory(server.endpoint, timeout=0.3)
+    try:
+        remote.write(MemoryRecord(0.0, torch.zeros(4), torch.zeros(2), 0.0, 0.0))
+        assert len(remote) == 1
+        server.module.inner.write = lambda record: (_ for _ in ()).throw(ValueError("no room"))
+        remote.write(_record(1))  # refused by the memory: an error reply
+        remote.write(_record(2))  # the refusal is logged, nothing handed back
+        assert len(remote) == 1
+    finally:
+        remote.close()
+        server.close()
+
+
 def test_remote_writes_do_not_wait_and_unacknowledged_ones_are_handed_back(tmp_path):
     memory = _memory(tmp_path / "m.journal")
     server = ModuleServer(memory, "tcp://127.0.0.1:0").start()
@@ -71,11 +88,12 @@ def test_remote_writes_do_not_wait_and_unacknowledged_ones_are_handed_back(tmp_p
         assert len(remote) == 5  # a read first collects the last acknowledgement
         handle = server._server._handler
 
-        def store_then_fail(msg):  # record 5 is journaled, but its acknowledgement never arrives
-            handle(msg)
-            raise RuntimeError("connection lost")
+        def store_then_stall(msg):  # record 5 is journaled, but its acknowledgement comes too late
+            reply = handle(msg)
+            time.sleep(0.6)
+            return reply
 
-        server._server._handler = store_then_fail
+        server._server._handler = store_then_stall
         remote.write(_record(5))
         try:
             remote.write(_record(6))

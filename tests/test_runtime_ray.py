@@ -303,3 +303,18 @@ def test_only_plain_containers_cross_into_ray():
     require_plain({"a": [1, 2.0, "x", None, {"b": True}]}, "agent")
     with pytest.raises(ConfigError, match=r"agent\.world_model: DictConfig cannot cross into Ray"):
         require_plain({"world_model": OmegaConf.create({"name": "point_mass"})}, "agent")
+
+
+def test_a_group_named_after_another_module_is_refused():
+    with pytest.raises(ConfigError, match="group named after the module 'actor' must hold it"):
+        plan_groups({"actor": {"modules": ["world_model", "cost"]}}, MODULES)
+
+
+def test_supervision_values_are_checked():
+    from amiagent.runtime.placement import Supervision
+
+    with pytest.raises(ConfigError, match=r"runtime.placement.g.call_timeout_s must be > 0"):
+        Supervision.from_config({"call_timeout_s": 0}, "runtime.placement.g")
+    with pytest.raises(ConfigError, match="max_restarts must be an integer >= 0"):
+        Supervision(max_restarts=-1)
+    assert [Supervision(backoff_s=0.5, backoff_max_s=3).backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
