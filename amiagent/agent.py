@@ -229,6 +229,8 @@ class Agent:
         self.plugins: dict[str, str] = {}
         """Module name -> label of the plugin it runs (kept up to date by swaps)."""
         self.safety_follows_planner = False
+        self.safety_margin = 0.0
+        """`agent.safety.extra_margin`: a cost swap rebuilds the filter's guardrails with it."""
         """Whether the safety filter's model is a copy of the planner's plugin (swapped along with it)."""
 
     # ------------------------------------------------------------------ lifecycle
@@ -431,13 +433,14 @@ class Agent:
             self._flush_unwritten(UNWRITTEN_PER_CYCLE)
 
     def swap(self, name: str, module: Module, *, label: str = "",
-             safety_world_model: WorldModel | None = None) -> SwapTicket:
+             safety_world_model: WorldModel | None = None, safety_cost: Cost | None = None) -> SwapTicket:
         """Replace module `name` by `module` at the next cycle boundary; the ticket returned is set when done.
 
         The new module must speak the old one's dimensions. It gets the current
         settings and is activated; the old one is closed. Replacing the world
-        model or cost rebinds the actors; `safety_world_model` replaces the
-        safety filter's own model in the same step.
+        model or cost rebinds the actors; `safety_world_model` and
+        `safety_cost` replace the safety filter's own model and guardrails in
+        the same step.
         """
         old = self.modules.named().get(name)
         if old is None:
@@ -453,7 +456,9 @@ class Agent:
                     self.modules.mode1.bind(self.modules.world_model, self.modules.cost)
             if safety_world_model is not None and self.safety is not None:
                 self._swap_checker(safety_world_model)
-            elif self.safety is not None:  # a filter sharing the planner's instances follows them
+            if safety_cost is not None and self.safety is not None:
+                self._swap_guardrails(safety_cost)
+            if self.safety is not None:  # a filter sharing the planner's instances follows them
                 if self.safety.world_model is old:
                     self.safety.world_model = module
                 if self.safety.cost is old:
@@ -476,16 +481,37 @@ class Agent:
         from amiagent.build import build_module, describe
 
         module = build_module(name, spec)
-        checker = None
-        if name == "world_model" and self.safety_follows_planner and self.safety is not None:
-            checker = build_module("world_model", spec)
+        checker, guardrails = self._safety_copies(name, spec)
         try:
-            return self.swap(name, module, label=describe(spec), safety_world_model=checker)
+            return self.swap(name, module, label=describe(spec), safety_world_model=checker, safety_cost=guardrails)
         except BaseException:
-            module.close()
-            if checker is not None:
-                checker.close()
+            for m in (module, checker, guardrails):
+                if m is not None:
+                    m.close()
             raise
+
+    def _safety_copies(self, name: str, spec: Mapping[str, Any]) -> tuple[WorldModel | None, Cost | None]:
+        """The safety filter's own copies for a swap: its model (when it follows the planner's) for a
+        world-model swap, its guardrails (with the configured extra margin) for a cost swap."""
+        from amiagent.build import build_cost, build_module
+
+        if self.safety is None or not isinstance(getattr(self.safety, "world_model", None), WorldModel):
+            return None, None
+        shared = self.safety.world_model is self.modules.world_model
+        if name == "world_model" and self.safety_follows_planner and not shared:
+            return build_module("world_model", spec), None
+        if name == "cost" and self.safety.cost is not self.modules.cost:
+            return None, build_cost(spec, "swap cost", terms=False, extra_margin=self.safety_margin)
+        return None, None
+
+    def _swap_guardrails(self, cost: Cost) -> None:
+        old = self.safety.cost
+        self.safety.cost = cost
+        self._safety_modules = [cost if m is old else m for m in self._safety_modules]
+        if self.settings is not None:
+            cost.apply(self.settings)
+        cost.activate()
+        old.close()
 
     def _swap_checker(self, model: WorldModel) -> None:
         old = self.safety.world_model

@@ -159,6 +159,7 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
         _check_models_agree(safety.world_model, modules.world_model)
     agent = Agent(modules, loop, safety=safety)
     agent.safety_follows_planner = not (agent_cfg.get("safety") or {}).get("world_model")
+    agent.safety_margin = _number("agent.safety.extra_margin", (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
     agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
     return agent
 

@@ -203,8 +203,15 @@ class ModuleHost:
             proxy.close()
         for module in list(self.modules.values()) + list(self._pending.values()):
             module.close()
+        if self._journal_path:  # a closed agent's memory is not resumed: its journal goes, on any node
+            for path in (self._journal_path, self._journal_path + ".tmp"):
+                if os.path.exists(path):
+                    os.remove(path)
+            try:
+                os.rmdir(os.path.dirname(self._journal_path))
+            except OSError:  # not empty, or already gone (the driver's own node)
+                pass
         self._closed.set()
-
 
 
 class HostHandle:

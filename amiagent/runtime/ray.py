@@ -194,6 +194,7 @@ class RayAgent(Agent):
         follows = not (agent_cfg.get("safety") or {}).get("world_model")
         super().__init__(Modules(**proxies), loop, safety=safety)
         self.safety_follows_planner = follows
+        self.safety_margin = float((agent_cfg.get("safety") or {}).get("extra_margin", 0.0) or 0.0)
         self.plugins = {m: describe(agent_cfg[m]) for m in module_names}
         self._supervisor = threading.Thread(target=self._supervise, name=f"amiagent-supervise-{self.name}",
                                             daemon=True)
@@ -271,11 +272,10 @@ class RayAgent(Agent):
         here, and nothing changes); it starts serving at the next cycle
         boundary, with the current settings, and the ticket returned is set
         then. When the safety filter uses the planner's model, a world-model
-        swap replaces the filter's copy in the same step. Refused while the
-        module is down or another swap of it is pending.
+        swap replaces the filter's copy, and a cost swap the filter's
+        guardrails, in the same step. Refused while the module is down or
+        another swap of it is pending.
         """
-        from amiagent.build import plugin
-
         spec = dict(spec)
         require_plain(spec, f"swap {name}")
         host_ = self._host_of.get(name)
@@ -287,21 +287,22 @@ class RayAgent(Agent):
             label = ray.get(host_.actor.prepare_swap.remote(name, spec), timeout=self.supervision.start_timeout_s)
         except ray.exceptions.RayError as exc:
             raise AmiagentError(remote_cause(exc)) from exc
-        checker = None
-        if name == "world_model" and self.safety_follows_planner and self.safety is not None:
-            checker = plugin("world_model", spec, "swap world_model")
+        checker, guardrails = self._safety_copies(name, spec)
         ticket = SwapTicket()
 
         def commit() -> None:
             try:
                 ray.get(host_.actor.commit_swap.remote(name), timeout=self.supervision.start_timeout_s)
             except ray.exceptions.RayError as exc:
-                if checker is not None:
-                    checker.close()
+                for m in (checker, guardrails):
+                    if m is not None:
+                        m.close()
                 raise AmiagentError(remote_cause(exc)) from exc
             host_.specs[name] = spec  # a restart builds what runs now
             if checker is not None:
                 self._swap_checker(checker)
+            if guardrails is not None:
+                self._swap_guardrails(guardrails)
             self.refresh([name])
             self.plugins[name] = label
             self.note(f"swap {name}: {label}")
