@@ -48,7 +48,7 @@ from amiagent.contracts import (
     Task,
     WorldModel,
 )
-from amiagent.errors import AmiagentError, ConfigError, ContractError
+from amiagent.errors import AmiagentError, BusError, ConfigError, ContractError
 from amiagent.planning import SafetyFilter
 
 log = logging.getLogger(__name__)
@@ -542,6 +542,9 @@ class Agent:
             state = self.modules.perception.encode(obs)
             self._validate_state(state)
             return state
+        except BusError as exc:  # a module process going away: the supervisor reports it
+            log.error("perception did not answer (%s): stopping the body", exc)
+            return None
         except Exception:
             log.exception("perception failed: stopping the body")
             return None
