@@ -336,6 +336,8 @@ class _Proxy:
     """
 
     requests: int = 0
+    unanswered: int = 0
+    """Calls in a row that got no answer in time (a supervisor restarts a module that stops answering)."""
 
     def _connect(self, endpoint: str, timeout: float, cycle_timeout: float | None = None) -> None:
         self.endpoint = endpoint
@@ -349,12 +351,19 @@ class _Proxy:
         """Talk to the module at `endpoint` from now on (after a restart)."""
         old, self._client = self._client, Client(endpoint, timeout=self.timeout)
         self.endpoint = endpoint
+        self.unanswered = 0
         old.close()
 
     def _call(self, kind: str, fields: Mapping[str, Any] | None = None, expect: str = "ok",
               timeout: float | None = None) -> Message:
         self.requests += 1
-        return self._client.request(kind, fields, expect=expect, timeout=timeout)
+        try:
+            reply = self._client.request(kind, fields, expect=expect, timeout=timeout)
+        except BusTimeout:
+            self.unanswered += 1
+            raise
+        self.unanswered = 0
+        return reply
 
     def apply(self, settings: Settings) -> None:
         self._call("settings", settings_to_fields(settings))
@@ -453,9 +462,11 @@ class RemoteMemory(_Proxy, Memory):
             self._unacked = None
             try:
                 self._client.collect(request_id, self.cycle_timeout, expect="ok")
+                self.unanswered = 0
             except RemoteError as exc:  # the memory refused this record: re-sending it would not help
                 log.error("memory refused a record (%s); it is dropped", exc)
             except Exception as exc:
+                self.unanswered += isinstance(exc, BusTimeout)
                 self._returned.append(record)
                 if len(self._numbers) > 4 * 10_000:  # records the writer dropped long ago
                     self._numbers.clear()
@@ -527,7 +538,7 @@ class RemoteActor(_Proxy, Actor):
         proxy's timeout)."""
         self.requests += 1
         return PendingPlan(self._client, self._client.submit("act", {"state": _array(state)}),
-                           self.timeout if limit is None else limit)
+                           self.timeout if limit is None else limit, self)
 
 
 def _plan(reply: Message) -> Plan:
@@ -541,8 +552,8 @@ class PendingPlan:
     may still come, and BusTimeout once the actor has had `limit` seconds.
     """
 
-    def __init__(self, client: Client, request_id: bytes, limit: float):
-        self._client, self._id = client, request_id
+    def __init__(self, client: Client, request_id: bytes, limit: float, proxy: _Proxy | None = None):
+        self._client, self._id, self._proxy = client, request_id, proxy
         self._expires = time.monotonic() + limit
         self._limit = limit
         self._outcome: tuple[Plan | None, BaseException | None] | None = None
@@ -559,6 +570,8 @@ class PendingPlan:
                     raise cf.TimeoutError from None
                 self._client.forget(self._id)
                 self._outcome = (None, BusTimeout(f"no plan from the actor within {self._limit:g} s"))
+                if self._proxy is not None:
+                    self._proxy.unanswered += 1
             except Exception as exc:
                 self._client.forget(self._id)
                 self._outcome = (None, exc)

@@ -137,6 +137,23 @@ def test_memory_restores_what_it_held_after_a_kill(agents, world):
     assert len(restored) == before + episode.steps
 
 
+def test_a_hung_module_is_restarted_like_a_dead_one(agents, world):
+    agent = agents["pod"]
+    stopped = {}
+
+    def freeze(cycle):  # SIGSTOP: the process is alive but answers nothing
+        if cycle.index == 8:
+            stopped["pid"] = agent.host_pid("perception")
+            os.kill(stopped["pid"], signal.SIGSTOP)
+
+    episode = run_episode(agent, world, 7, realtime=True, on_cycle=freeze)
+    assert episode.status == "reached" and episode.total_violations == 0
+    assert all(c.checked for c in episode.cycles)
+    events = [e for c in episode.cycles for e in c.events]
+    assert any(e.startswith("hung ") for e in events) and any(e.startswith("recovered") for e in events)
+    assert agent.host_pid("perception") != stopped["pid"] and agent.recoveries[-1].group == "pod"
+
+
 def test_hot_swap_mid_episode_is_visible_in_telemetry_and_never_skips_a_check(agents, world):
     agent = agents["pod"]
     telemetry = TelemetryPublisher("tcp://127.0.0.1:0", agent.name)

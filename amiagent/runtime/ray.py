@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 RUNTIME_KEYS = {"name", "address", "namespace", "placement", "placements", "actors", "supervision", "ray_logs",
                 "torch_threads", "telemetry", "control", "state_dir"}
+UNANSWERED_LIMIT = 3
+"""Calls in a row a module may leave unanswered before its group is taken for hung and restarted."""
 REFRESH_TRIES = 5
 """Cycle boundaries at which a restarted group may fail to take its settings before it is restarted again."""
 
@@ -319,7 +321,8 @@ class RayAgent(Agent):
             if not watching:
                 self._stop.wait(0.2)
                 continue
-            ready, _ = ray.wait(list(watching), num_returns=len(watching), timeout=1.0)
+            self._restart_hung()
+            ready, _ = ray.wait(list(watching), num_returns=len(watching), timeout=0.5)
             dead = []
             for ref in ready:  # every host found dead is marked down at once, then each recovers alone
                 host_ = watching[ref]
@@ -341,6 +344,23 @@ class RayAgent(Agent):
                                           name=f"amiagent-recover-{host_.group.name}", daemon=True)
                 self._recovering[host_.group.name] = thread
                 thread.start()
+
+    def _restart_hung(self) -> None:
+        """A group whose module leaves UNANSWERED_LIMIT calls in a row unanswered is alive but hung: it
+        is killed, and then recovers like any group that died."""
+        down = self.down
+        for name, module in self.modules.named().items():
+            host_ = self._host_of.get(name)
+            if getattr(module, "unanswered", 0) < UNANSWERED_LIMIT or name in down or host_ is None:
+                continue
+            module.unanswered = 0
+            with self._host_lock:
+                if not host_.alive or host_.actor is None:
+                    continue
+                log.error("module %s left %d calls in a row unanswered: restarting group %s as hung", name,
+                          UNANSWERED_LIMIT, host_.group.name)
+                self.note(f"hung {name}: restarting group {host_.group.name}")
+                ray.kill(host_.actor, no_restart=True)  # its watch now fails: the usual recovery follows
 
     def _recover(self, host_: HostHandle, down_at: float) -> None:
         """Restart a dead group (with backoff), then hand its modules back to the cycle."""
