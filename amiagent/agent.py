@@ -167,9 +167,11 @@ class Counters:
 class SwapTicket(threading.Event):
     """Set when a queued swap has been carried out (or has failed: then `error` says why)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "") -> None:
         super().__init__()
         self.error: str | None = None
+        self.label = label
+        """The plugin taking over, as `Agent.plugins` will show it."""
 
     def run(self, commit: Callable[[], None]) -> Callable[[], None]:
         """`commit`, wrapped to record its outcome on this ticket."""
@@ -226,6 +228,8 @@ class Agent:
         self._unwritten: deque[MemoryRecord] = deque(maxlen=UNWRITTEN_MAX)
         self.failure: str | None = None
         """Set when a module is gone for good: every cycle halts from then on."""
+        self.specs: dict[str, dict] = {}
+        """Module name -> the plain config spec it was built from (kept up to date by swaps)."""
         self.plugins: dict[str, str] = {}
         """Module name -> label of the plugin it runs (kept up to date by swaps)."""
         self.safety_follows_planner = False
@@ -433,7 +437,8 @@ class Agent:
             self._flush_unwritten(UNWRITTEN_PER_CYCLE)
 
     def swap(self, name: str, module: Module, *, label: str = "",
-             safety_world_model: WorldModel | None = None, safety_cost: Cost | None = None) -> SwapTicket:
+             safety_world_model: WorldModel | None = None, safety_cost: Cost | None = None,
+             spec: Mapping[str, Any] | None = None) -> SwapTicket:
         """Replace module `name` by `module` at the next cycle boundary; the ticket returned is set when done.
 
         The new module must speak the old one's dimensions. It gets the current
@@ -446,7 +451,7 @@ class Agent:
         if old is None:
             raise ConfigError(f"cannot swap {name!r}: this agent's modules are {sorted(self.modules.named())}")
         check_swappable(name, old, module)
-        done = SwapTicket()
+        done = SwapTicket(label or type(module).__name__)
 
         def commit() -> None:
             self.modules = dataclasses.replace(self.modules, **{name: module})
@@ -466,29 +471,38 @@ class Agent:
             self.refresh([name])
             old.close()
             self.plugins[name] = label or type(module).__name__
+            if spec is not None:  # what a rebuild of this module would use from now on
+                self.specs[name] = dict(spec)
             self.note(f"swap {name}: {self.plugins[name]}")
 
         self.between_cycles(done.run(commit))
         return done
 
     def swap_plugin(self, name: str, spec: Mapping[str, Any]) -> SwapTicket:
-        """Replace module `name` by the plugin `spec` ({name, params}) at the next cycle boundary.
+        """Replace module `name` at the next cycle boundary; `spec` is merged onto what it runs now.
 
-        Built and checked now (errors raise here and nothing changes). When the
-        safety filter uses a copy of the planner's world model, a world-model
-        swap replaces that copy too.
+        `{"params": {"substeps": 12}}` changes one parameter and keeps the
+        others; a new `name` starts from that plugin's defaults. Built and
+        checked now (errors raise here and nothing changes). When the safety
+        filter uses a copy of the planner's world model, a world-model swap
+        replaces that copy too; a cost swap rebuilds the filter's guardrails.
         """
-        from amiagent.build import build_module, describe
+        from amiagent.build import build_module, describe, merge_spec
 
+        if name not in self.specs:
+            raise ConfigError(f"cannot swap {name!r}: this agent's modules are {sorted(self.specs)}")
+        spec = merge_spec(self.specs[name], spec)
         module = build_module(name, spec)
         checker, guardrails = self._safety_copies(name, spec)
         try:
-            return self.swap(name, module, label=describe(spec), safety_world_model=checker, safety_cost=guardrails)
+            ticket = self.swap(name, module, label=describe(spec), safety_world_model=checker,
+                               safety_cost=guardrails, spec=spec)
         except BaseException:
             for m in (module, checker, guardrails):
                 if m is not None:
                     m.close()
             raise
+        return ticket
 
     def _safety_copies(self, name: str, spec: Mapping[str, Any]) -> tuple[WorldModel | None, Cost | None]:
         """The safety filter's own copies for a swap: its model (when it follows the planner's) for a
@@ -730,6 +744,9 @@ def check_swappable(name: str, old: Module, new: Module) -> None:
                 f"cannot swap {name}: the new world model has D={new.state_dim}, A={new.action_dim}, bounds "
                 f"{new.action_low.tolist()}...{new.action_high.tolist()}; the running one D={old.state_dim}, "
                 f"A={old.action_dim}, bounds {old.action_low.tolist()}...{old.action_high.tolist()}")
+    if isinstance(old, WorldModel) and abs(float(old.dt) - float(new.dt)) > 1e-9:
+        raise ConfigError(f"cannot swap {name}: the new world model steps {float(new.dt):g} s, the running one "
+                          f"{float(old.dt):g} s (the control period): a plan would mean something else")
     if isinstance(old, Perception) and old.state_dim != new.state_dim:
         raise ConfigError(f"cannot swap {name}: the new perception gives {new.state_dim} values, "
                           f"the running one {old.state_dim}")

@@ -75,6 +75,28 @@ def build_module(name: str, spec: Any) -> Any:
     return plugin("actor" if name == "mode1" else name, spec, f"agent.{name}")
 
 
+def merge_spec(current: Mapping[str, Any], change: Mapping[str, Any]) -> dict:
+    """`change` merged onto a module's `current` spec (nested mappings merged, other values replaced).
+
+    A `name` other than the current one starts from that plugin's defaults:
+    the parameters of one plugin mean nothing to another.
+    """
+    import copy
+
+    if "name" in change and change["name"] != current.get("name"):
+        return copy.deepcopy(dict(change))
+
+    def merge(base: dict, over: Mapping[str, Any]) -> dict:
+        for key, value in over.items():
+            if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+                base[key] = merge(dict(base[key]), value)
+            else:
+                base[key] = copy.deepcopy(value)
+        return base
+
+    return merge(copy.deepcopy(dict(current)), change)
+
+
 def describe(spec: Any) -> str:
     """A short label for a plugin spec: its name and parameters."""
     if not isinstance(spec, Mapping):
@@ -161,6 +183,7 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
     agent.safety_follows_planner = not (agent_cfg.get("safety") or {}).get("world_model")
     agent.safety_margin = _number("agent.safety.extra_margin", (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
     agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
+    agent.specs = {name: dict(agent_cfg[name]) for name in modules.named()}
     return agent
 
 

@@ -147,8 +147,11 @@ def _start_agent(cfg: dict, console):
         return build_agent(cfg["agent"]), None
     from amiagent.runtime.ray import RayAgent, RaySession
 
+    from amiagent.runtime.ray import check_runtime_config
+
     rt = cfg["runtime"]
-    build_agent(cfg["agent"]).close()  # config errors surface before Ray starts
+    check_runtime_config(cfg["agent"], rt)  # config errors surface before Ray starts
+    build_agent(cfg["agent"]).close()
     where = "an embedded Ray instance" if rt.get("address") is None else f"Ray at {rt['address']}"
     with console.status(f"starting {where} and the agent's modules..."):
         session = RaySession(rt.get("address"), namespace=rt.get("namespace") or "amiagent",
@@ -158,7 +161,7 @@ def _start_agent(cfg: dict, console):
         except BaseException:
             session.close()
             raise
-    groups = ", ".join(f"{name} [{', '.join(g['modules'])}]" for name, g in agent.placement().items())
+    groups = "; ".join(f"{name} ({', '.join(g['modules'])})" for name, g in agent.placement().items())
     console.print(f"ray runtime, placement {rt.get('placement')!s}: {groups}")
     return agent, session
 
@@ -171,9 +174,7 @@ def _control(agent, name: str, runtime_cfg: dict):
 
     def swap(module: str, spec: dict):
         done = agent.swap_plugin(module, spec)
-        from amiagent.build import describe
-
-        return describe(spec), done
+        return done.label, done
 
     def status() -> dict:
         return {"agent": name, "pid": os.getpid(), "runtime": runtime_cfg["name"], "modules": dict(agent.plugins),
@@ -191,14 +192,15 @@ def cmd_swap(args: argparse.Namespace) -> int:
     pairs = [w for w in words if "=" in w]
     names = [w for w in words if "=" not in w]
     if len(names) not in (1, 2):
-        raise AmiagentError("usage: amiagent swap [AGENT] MODULE name=PLUGIN [params.KEY=VALUE ...]")
+        raise AmiagentError("usage: amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...]")
     agent, module = (None, names[0]) if len(names) == 1 else names
     try:
         spec = OmegaConf.to_container(OmegaConf.from_dotlist(pairs), resolve=True)
     except Exception as exc:  # omegaconf's own grammar errors
         raise AmiagentError(f"cannot read the plugin spec {pairs}: {exc}") from exc
-    if module != "cost" and "name" not in spec:
-        raise AmiagentError("give the new plugin: name=PLUGIN (and params.KEY=VALUE for its parameters)")
+    if not spec:
+        raise AmiagentError("say what changes: params.KEY=VALUE (merged onto what the module runs now), "
+                            "or name=PLUGIN for another plugin")
     from amiagent.errors import RemoteError
 
     with connect(agent, args.endpoint) as client:
@@ -216,10 +218,14 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
     from amiagent.control import connect, running_agents
 
+    found = running_agents()
+    if not found:
+        _console().print("no agents running")
+        return 0
     table = Table(title="running agents")
     for col in ("agent", "pid", "runtime", "cycles", "modules", "down"):
         table.add_column(col)
-    for name, entry in running_agents().items():
+    for name, entry in found.items():
         try:
             with connect(None, entry["endpoint"], timeout=2.0) as client:
                 s = client.request("agent_status")["payload"]
@@ -280,10 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
+                          usage="amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...] [--endpoint E]",
                           description="Replace one module of a running agent, e.g. "
-                                      "`amiagent swap navigator world_model name=point_mass params.max_accel=1.5`. "
-                                      "The new module is built and checked first; it takes over at a cycle boundary.")
-    swap.add_argument("words", nargs="+", metavar="[AGENT] MODULE KEY=VALUE",
+                                      "`amiagent swap navigator world_model params.substeps=12` (merged onto what the "
+                                      "module runs now) or `... actor name=mpc params.optimizer=mppi`. The new module "
+                                      "is built and checked first; it takes over at a cycle boundary.")
+    swap.add_argument("words", nargs="+", metavar="WORD",
                       help="agent name (optional when one runs), module, and the new plugin's spec")
     swap.add_argument("--endpoint", help="the agent's control endpoint (default: looked up by name)")
     swap.set_defaults(func=cmd_swap)

@@ -3,7 +3,7 @@
 `amiagent run` serves a control endpoint on the bus (`runtime.control`) and
 registers it under the agent's name: one JSON file per running agent in the
 runtime directory (`$AMIAGENT_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/amiagent`,
-else `<tmp>/amiagent-<uid>`), removed when the run ends.
+else `<tmp>/amiagent-<uid>`); the file is removed when the run ends.
 
 Requests (validated like every bus message):
 
@@ -124,10 +124,11 @@ def connect(agent: str | None, endpoint: str | None = None, timeout: float = 180
     """A client to a running agent's control endpoint, by name (or only one running) or by endpoint."""
     if endpoint is None:
         agents = running_agents()
+        if not agents:
+            raise AmiagentError("no agent is running (start one with `amiagent run`; it registers by agent.name)")
         if agent is None:
             if len(agents) != 1:
-                names = ", ".join(agents) or "none"
-                raise AmiagentError(f"name the agent to control; running: {names}")
+                raise AmiagentError(f"name the agent to control; running: {', '.join(agents)}")
             agent = next(iter(agents))
         if agent not in agents:
             names = ", ".join(agents) or "none"

@@ -350,15 +350,12 @@ def test_hung_planner_does_not_hang_the_agent(navigator_config, register_test_ac
 
 
 def test_hot_swaps_take_effect_at_a_cycle_boundary_and_the_filter_follows(navigator_config):
-    import copy
-
     with agent_in_world(navigator_config) as (agent, world):
         agent.start(world.reset(0), world.body.observe())
         _drive(agent, world, 3)
         old_checker, old_guard = agent.safety.world_model, agent.safety.cost
-        model = {"name": "point_mass", "params": {"dims": 2, "dt": 0.1, "substeps": 12, "max_accel": 2.0}}
-        cost = copy.deepcopy(navigator_config["agent"]["cost"])
-        cost["guardrails"]["keep_out"]["params"]["margin"] = 0.25
+        model = {"params": {"substeps": 12}}  # merged onto the running spec: dt and bounds are kept
+        cost = {"guardrails": {"keep_out": {"params": {"margin": 0.25}}}}
         tickets = [agent.swap_plugin("world_model", model), agent.swap_plugin("cost", cost)]
         assert not any(t.is_set() for t in tickets)  # nothing changes until the next cycle starts
         cycle = _drive(agent, world, 1)[0]
@@ -372,4 +369,7 @@ def test_hot_swaps_take_effect_at_a_cycle_boundary_and_the_filter_follows(naviga
         assert agent.safety.cost.guardrails["keep_out"].params.margin == 0.25
         assert "substeps': 12" in agent.plugins["world_model"]
         with pytest.raises(ConfigError, match="bounds"):
-            agent.swap_plugin("world_model", {"name": "point_mass", "params": {"max_accel": 1.0}})
+            agent.swap_plugin("world_model", {"params": {"max_accel": 1.0}})
+        with pytest.raises(ConfigError, match="steps 0.05 s, the running one 0.1 s"):
+            agent.swap_plugin("world_model", {"params": {"dt": 0.05}})
+        assert agent.specs["world_model"]["params"]["dt"] == 0.1 and agent.specs["world_model"]["params"]["substeps"] == 12

@@ -178,3 +178,16 @@ def test_non_numeric_margin_with_extra_margin_is_a_config_error(navigator_config
     navigator_config["agent"]["cost"]["guardrails"]["keep_out"]["params"]["margin"] = "wide"
     with pytest.raises(ConfigError, match=r"keep_out.params.margin must be a finite number"):
         build_safety(navigator_config["agent"])  # the filter's widened copy, not a traceback
+
+
+def test_swap_specs_merge_onto_what_runs_and_a_new_plugin_starts_fresh():
+    from amiagent.build import merge_spec
+
+    running = {"name": "point_mass", "params": {"dims": 2, "dt": 0.1, "max_accel": 1.5}}
+    assert merge_spec(running, {"params": {"substeps": 12}}) == {
+        "name": "point_mass", "params": {"dims": 2, "dt": 0.1, "max_accel": 1.5, "substeps": 12}}
+    assert merge_spec(running, {"name": "other", "params": {"x": 1}}) == {"name": "other", "params": {"x": 1}}
+    cost = {"terms": {"goal_distance": {"weight": 1.0}}, "guardrails": {"keep_out": {"params": {"margin": 0.05}}}}
+    merged = merge_spec(cost, {"guardrails": {"keep_out": {"params": {"margin": 0.2}}}})
+    assert merged["guardrails"]["keep_out"]["params"]["margin"] == 0.2 and merged["terms"] == cost["terms"]
+    assert cost["guardrails"]["keep_out"]["params"]["margin"] == 0.05  # the running spec is left alone

@@ -159,7 +159,7 @@ def test_hot_swap_mid_episode_is_visible_in_telemetry_and_never_skips_a_check(ag
     telemetry = TelemetryPublisher("tcp://127.0.0.1:0", agent.name)
     listener = Subscriber(telemetry.endpoint, ["telemetry/"])
     swapped = {}
-    new_model = {"name": "point_mass", "params": {"dims": 2, "dt": 0.1, "substeps": 12, "max_accel": 2.0}}
+    new_model = {"params": {"substeps": 12}}  # merged onto what runs
     new_actor = {"name": "mpc", "params": {"samples": 200, "iterations": 8, "elites": 20}}
 
     def on_cycle(cycle):
@@ -196,7 +196,7 @@ def test_a_bad_swap_changes_nothing(agents):
     with pytest.raises(AmiagentError, match="Did you mean 'point_mass'"):
         agent.swap_plugin("world_model", {"name": "point_mas"})
     with pytest.raises(AmiagentError, match="bounds"):
-        agent.swap_plugin("world_model", {"name": "point_mass", "params": {"max_accel": 1.0}})
+        agent.swap_plugin("world_model", {"params": {"max_accel": 1.0}})
     assert agent.plugins == before
 
 
@@ -220,10 +220,12 @@ def test_modules_on_two_nodes_talk_over_tcp(ray_cluster, navigator_config, world
 
 
 def test_a_group_no_node_can_take_is_reported(ray_cluster, navigator_config):
-    placement = {"nowhere": {"modules": ["memory"], "resources": {"no_such_thing": 1}},
+    placement = {"nowhere": {"modules": ["memory"], "num_cpus": 64},  # the cluster has 2
                  "rest": {"modules": ["configurator", "perception", "world_model", "cost", "actor"]}}
     with pytest.raises(AmiagentError, match="did not start within 3 s.*resources"):
         RayAgent(navigator_config["agent"], {"placement": placement, "supervision": {"start_timeout_s": 3}})
+    with pytest.raises(ConfigError, match="no node of this Ray cluster offers 1 'gpu_box'.*node_b"):
+        RayAgent(navigator_config["agent"], {"placement": {"x": {"modules": ["memory"], "resources": {"gpu_box": 1}}}})
     with pytest.raises(ConfigError, match="no live Ray node 'moon'"):
         RayAgent(navigator_config["agent"], {"placement": {"x": {"modules": ["memory"], "node": "moon"}}})
 
@@ -314,6 +316,15 @@ def test_placements_put_every_module_in_exactly_one_group():
 def test_bad_placements_are_refused_with_the_config_path(placement, message):
     with pytest.raises(ConfigError, match=message):
         plan_groups(placement, MODULES)
+
+
+def test_an_unreachable_cluster_address_fails_fast():
+    from amiagent.runtime.ray import _check_reachable
+
+    with pytest.raises(AmiagentError, match="no Ray cluster answers at runtime.address=127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    with pytest.raises(AmiagentError, match="host:port"):
+        _check_reachable("nowhere")
 
 
 def test_only_plain_containers_cross_into_ray():

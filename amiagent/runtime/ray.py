@@ -54,6 +54,20 @@ REFRESH_TRIES = 5
 """Cycle boundaries at which a restarted group may fail to take its settings before it is restarted again."""
 
 
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast when nothing listens at a cluster address `host:port`."""
+    import socket
+
+    host_, _, port = address.rpartition(":")
+    if not host_ or not port.isdigit():
+        raise AmiagentError(f"runtime.address must be null, auto, host:port or ray://host:port, got {address!r}")
+    try:
+        socket.create_connection((host_, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise AmiagentError(f"no Ray cluster answers at runtime.address={address} ({exc}); start one there with "
+                            "`ray start --head`, or leave runtime.address null for an embedded instance") from exc
+
+
 def _route_ray_errors_to_log() -> None:
     """Send the error notices Ray's driver prints (e.g. "A worker died...") to this module's debug log.
 
@@ -98,9 +112,15 @@ class RaySession:
             kwargs["logging_level"] = logging.INFO
         if address is None:  # a private local instance, even when another process runs Ray here
             address, kwargs["num_cpus"] = "local", num_cpus
+        elif address != "auto" and not address.startswith("ray://"):
+            _check_reachable(address)  # Ray itself would retry for minutes, logging to the terminal
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            if address == "auto":
+                raise AmiagentError("runtime.address=auto: no running Ray cluster found on this machine; start "
+                                    "one with `ray start --head`, or leave runtime.address null for an embedded "
+                                    "instance") from exc
             where = "an embedded local instance" if address == "local" else f"the cluster at {address!r}"
             raise AmiagentError(f"cannot start or join Ray ({where}): {exc}") from exc
         self.started = True
@@ -116,6 +136,37 @@ class RaySession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_runtime_config(agent_cfg: dict, runtime_cfg: dict) -> tuple[list[Group], Supervision, int]:
+    """Check the `runtime` section against the agent before anything starts: keys, placement, restart
+    policy, torch threads and state directory. Returns the groups, the policy and the thread count."""
+    runtime_cfg = _keys("runtime", runtime_cfg, RUNTIME_KEYS)
+    require_plain(agent_cfg, "agent")
+    require_plain(runtime_cfg, "runtime")
+    threads = runtime_cfg.get("torch_threads") or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"runtime.torch_threads must be an integer >= 1, got {threads!r}")
+    supervision = Supervision.from_config(runtime_cfg.get("supervision"))
+    module_names = [m for m in MODULE_NAMES if agent_cfg.get(m)]
+    groups = plan_groups(runtime_cfg.get("placement", "pod"), module_names, placements=runtime_cfg.get("placements"),
+                         actors=runtime_cfg.get("actors"), supervision=supervision)
+    root = runtime_cfg.get("state_dir")
+    if root is not None and not os.path.isdir(str(root)):
+        raise ConfigError(f"runtime.state_dir {root!r} is not a directory")
+    return groups, supervision, threads
+
+
+def _check_resources_offered(groups: list[Group]) -> None:
+    """Refuse at once a group asking for a custom resource no node of the cluster offers."""
+    offered = ray.cluster_resources()
+    for g in groups:
+        for resource, amount in g.resources.items():
+            if offered.get(resource, 0.0) < amount:
+                custom = sorted(k for k in offered if not k.startswith("node:") and k not in
+                                ("CPU", "GPU", "memory", "object_store_memory"))
+                raise ConfigError(f"runtime.placement.{g.name}.resources: no node of this Ray cluster offers "
+                                  f"{amount:g} {resource!r} (custom resources offered: {custom or 'none'})")
 
 
 @dataclass
@@ -147,22 +198,12 @@ class RayAgent(Agent):
         from amiagent.build import build_agent, describe
 
         runtime_cfg = _keys("runtime", runtime_cfg, RUNTIME_KEYS)
-        require_plain(agent_cfg, "agent")
-        require_plain(runtime_cfg, "runtime")
+        self.groups, self.supervision, self.torch_threads = check_runtime_config(agent_cfg, runtime_cfg)
         if not ray.is_initialized():
             raise ConfigError("Ray is not initialised: open a RaySession (or call ray.init) first")
-        threads = runtime_cfg.get("torch_threads") or 1
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"runtime.torch_threads must be an integer >= 1, got {threads!r}")
-        self.torch_threads = threads
-        self.supervision = Supervision.from_config(runtime_cfg.get("supervision"))
+        _check_resources_offered(self.groups)
         module_names = [m for m in MODULE_NAMES if agent_cfg.get(m)]
-        self.groups = plan_groups(runtime_cfg.get("placement", "pod"), module_names,
-                                  placements=runtime_cfg.get("placements"), actors=runtime_cfg.get("actors"),
-                                  supervision=self.supervision)
         root = runtime_cfg.get("state_dir")
-        if root is not None and not os.path.isdir(str(root)):
-            raise ConfigError(f"runtime.state_dir {root!r} is not a directory")
         local = build_agent(agent_cfg)  # every config error surfaces here, before any actor starts
         safety, local.safety, local._safety_modules = local.safety, None, []
         local.close()
@@ -198,6 +239,7 @@ class RayAgent(Agent):
         self.safety_follows_planner = follows
         self.safety_margin = float((agent_cfg.get("safety") or {}).get("extra_margin", 0.0) or 0.0)
         self.plugins = {m: describe(agent_cfg[m]) for m in module_names}
+        self.specs = {m: dict(agent_cfg[m]) for m in module_names}
         self._supervisor = threading.Thread(target=self._supervise, name=f"amiagent-supervise-{self.name}",
                                             daemon=True)
         self._supervisor.start()
@@ -268,7 +310,8 @@ class RayAgent(Agent):
         raise ConfigError("a Ray agent's modules live in their actors: swap them with swap_plugin(name, spec)")
 
     def swap_plugin(self, name: str, spec: Mapping[str, Any]) -> SwapTicket:
-        """Replace module `name` by the plugin `spec` ({name, params}) while the agent runs.
+        """Replace module `name` while the agent runs; `spec` is merged onto what it runs now
+        (`{"params": {"substeps": 12}}` changes one parameter; a new `name` starts from its defaults).
 
         The new module is built and checked in its host now (errors raise
         here, and nothing changes); it starts serving at the next cycle
@@ -278,11 +321,13 @@ class RayAgent(Agent):
         guardrails, in the same step. Refused while the module is down or
         another swap of it is pending.
         """
-        spec = dict(spec)
-        require_plain(spec, f"swap {name}")
+        from amiagent.build import merge_spec
+
+        require_plain(dict(spec), f"swap {name}")
         host_ = self._host_of.get(name)
         if host_ is None:
             raise ConfigError(f"cannot swap {name!r}: this agent's modules are {sorted(self._host_of)}")
+        spec = merge_spec(host_.specs[name], spec)
         if name in self.down or not host_.alive:
             raise AmiagentError(f"cannot swap {name} now: it is down (restarting); try again once it is back")
         try:
@@ -290,7 +335,7 @@ class RayAgent(Agent):
         except ray.exceptions.RayError as exc:
             raise AmiagentError(remote_cause(exc)) from exc
         checker, guardrails = self._safety_copies(name, spec)
-        ticket = SwapTicket()
+        ticket = SwapTicket(label)
 
         def commit() -> None:
             try:
@@ -301,6 +346,7 @@ class RayAgent(Agent):
                         m.close()
                 raise AmiagentError(remote_cause(exc)) from exc
             host_.specs[name] = spec  # a restart builds what runs now
+            self.specs[name] = spec
             if checker is not None:
                 self._swap_checker(checker)
             if guardrails is not None:
