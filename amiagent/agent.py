@@ -460,9 +460,9 @@ class Agent:
                 if self.modules.mode1 is not None:
                     self.modules.mode1.bind(self.modules.world_model, self.modules.cost)
             if safety_world_model is not None and self.safety is not None:
-                self._swap_checker(safety_world_model)
+                self._replace_safety_module("world_model", safety_world_model)
             if safety_cost is not None and self.safety is not None:
-                self._swap_guardrails(safety_cost)
+                self._replace_safety_module("cost", safety_cost)
             if self.safety is not None:  # a filter sharing the planner's instances follows them
                 if self.safety.world_model is old:
                     self.safety.world_model = module
@@ -518,22 +518,14 @@ class Agent:
             return None, build_cost(spec, "swap cost", terms=False, extra_margin=self.safety_margin)
         return None, None
 
-    def _swap_guardrails(self, cost: Cost) -> None:
-        old = self.safety.cost
-        self.safety.cost = cost
-        self._safety_modules = [cost if m is old else m for m in self._safety_modules]
+    def _replace_safety_module(self, attr: str, new: Module) -> None:
+        """Give the safety filter `new` as its `world_model` or `cost`, with the current settings; close the old."""
+        old = getattr(self.safety, attr)
+        setattr(self.safety, attr, new)
+        self._safety_modules = [new if m is old else m for m in self._safety_modules]
         if self.settings is not None:
-            cost.apply(self.settings)
-        cost.activate()
-        old.close()
-
-    def _swap_checker(self, model: WorldModel) -> None:
-        old = self.safety.world_model
-        self.safety.world_model = model
-        self._safety_modules = [model if m is old else m for m in self._safety_modules]
-        if self.settings is not None:
-            model.apply(self.settings)
-        model.activate()
+            new.apply(self.settings)
+        new.activate()
         old.close()
 
     def _run_between_cycles(self) -> None:

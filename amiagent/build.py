@@ -8,7 +8,6 @@ never deep inside a control loop.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 
 from amiagent import registry
 from amiagent.agent import Agent, LoopConfig, Modules
+from amiagent.config import check_keys, check_number
 from amiagent.contracts import World, WorldModel
 from amiagent.cost import IntrinsicCost
 from amiagent.errors import ConfigError
@@ -32,27 +32,10 @@ COST_KEYS = {"terms", "guardrails", "critic"}
 SAFETY_KEYS = {"enabled", "directions", "extra_margin", "world_model"}
 
 
-def _mapping(where: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
-    return value
-
-
-def _number(where: str, value: Any, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
 def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, name_key: str = "name",
            extra_margin: float = 0.0):
     """A plugin from `{name, params}`; `extra_margin` widens a `margin` parameter if it has one."""
-    spec = _mapping(where, spec, {name_key, "params"})
+    spec = check_keys(where, spec, {name_key, "params"})
     name = spec.get(name_key, default_name)
     if not isinstance(name, str):
         raise ConfigError(f"{where}.{name_key}: a {kind} plugin name is needed; installed: {', '.join(registry.names(kind))}")
@@ -64,7 +47,7 @@ def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, na
         fields = {f.name: f for f in dataclasses.fields(registry.load_class(kind, name).Params)}
         if "margin" in fields:
             base = params.get("margin", fields["margin"].default)
-            params["margin"] = _number(f"{where}.params.margin", base) + extra_margin
+            params["margin"] = check_number(f"{where}.params.margin", base) + extra_margin
     return registry.create(kind, name, params, where=f"{where} ({kind}.{name})")
 
 
@@ -109,25 +92,25 @@ def describe(spec: Any) -> str:
 def build_cost(spec: Any, where: str = "agent.cost", terms: bool = True, extra_margin: float = 0.0) -> IntrinsicCost:
     """Cost module from `{terms: {name: {weight, params, plugin?}}, guardrails: {name: {params, plugin?}},
     critic: {name, params, weight}?}`. With `terms=False` only the guardrails are built (the safety filter's)."""
-    spec = _mapping(where, spec, COST_KEYS)
+    spec = check_keys(where, spec, COST_KEYS)
     built_terms = {}
     if terms:
-        for name, entry in _mapping(f"{where}.terms", spec.get("terms"), set(spec.get("terms") or {})).items():
+        for name, entry in check_keys(f"{where}.terms", spec.get("terms"), set(spec.get("terms") or {})).items():
             entry_where = f"{where}.terms.{name}"
-            entry = _mapping(entry_where, entry, TERM_KEYS)
-            weight = _number(f"{entry_where}.weight", entry.get("weight", 1.0))
+            entry = check_keys(entry_where, entry, TERM_KEYS)
+            weight = check_number(f"{entry_where}.weight", entry.get("weight", 1.0))
             term = plugin("cost_term", {k: v for k, v in entry.items() if k != "weight"}, entry_where,
                           default_name=name, name_key="plugin")
             built_terms[name] = (term, weight)
     guardrails = {}
-    for name, entry in _mapping(f"{where}.guardrails", spec.get("guardrails"), set(spec.get("guardrails") or {})).items():
+    for name, entry in check_keys(f"{where}.guardrails", spec.get("guardrails"), set(spec.get("guardrails") or {})).items():
         entry_where = f"{where}.guardrails.{name}"
-        guardrails[name] = plugin("guardrail", _mapping(entry_where, entry, GUARDRAIL_KEYS), entry_where,
+        guardrails[name] = plugin("guardrail", check_keys(entry_where, entry, GUARDRAIL_KEYS), entry_where,
                                   default_name=name, name_key="plugin", extra_margin=extra_margin)
     critic, critic_weight = None, 1.0
     if terms and spec.get("critic"):
-        critic_spec = _mapping(f"{where}.critic", spec["critic"], CRITIC_KEYS)
-        critic_weight = _number(f"{where}.critic.weight", critic_spec.get("weight", 1.0))
+        critic_spec = check_keys(f"{where}.critic", spec["critic"], CRITIC_KEYS)
+        critic_weight = check_number(f"{where}.critic.weight", critic_spec.get("weight", 1.0))
         critic = plugin("critic", {k: v for k, v in critic_spec.items() if k != "weight"}, f"{where}.critic")
     return IntrinsicCost(built_terms, guardrails, critic, critic_weight)
 
@@ -138,7 +121,7 @@ def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
     `safety.world_model` may name a more conservative model than the planner's;
     `safety.extra_margin` (m) widens every guardrail's margin for the check.
     """
-    spec = _mapping("agent.safety", agent_cfg.get("safety"), SAFETY_KEYS)
+    spec = check_keys("agent.safety", agent_cfg.get("safety"), SAFETY_KEYS)
     enabled = spec.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"agent.safety.enabled must be true or false, got {enabled!r}")
@@ -147,7 +130,7 @@ def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
     directions = spec.get("directions", 8)
     if isinstance(directions, bool) or not isinstance(directions, int) or directions < 0:
         raise ConfigError(f"agent.safety.directions must be an integer >= 0, got {directions!r}")
-    margin = _number("agent.safety.extra_margin", spec.get("extra_margin", 0.0))
+    margin = check_number("agent.safety.extra_margin", spec.get("extra_margin", 0.0))
     model_where = "agent.safety.world_model" if spec.get("world_model") else "agent.world_model"
     world_model = plugin("world_model", spec.get("world_model") or agent_cfg["world_model"], model_where)
     guardrails = build_cost(agent_cfg["cost"], terms=False, extra_margin=margin)
@@ -156,11 +139,11 @@ def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
 
 def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
     """An Agent from the `agent` section of a config (plain containers, not OmegaConf)."""
-    agent_cfg = _mapping("agent", agent_cfg, AGENT_KEYS)
+    agent_cfg = check_keys("agent", agent_cfg, AGENT_KEYS)
     missing = sorted({"configurator", "perception", "world_model", "cost", "memory", "actor"} - set(agent_cfg))
     if missing:
         raise ConfigError(f"agent: missing section(s) {missing}")
-    loop_spec = _mapping("agent.loop", agent_cfg.get("loop"), {f.name for f in dataclasses.fields(LoopConfig)})
+    loop_spec = check_keys("agent.loop", agent_cfg.get("loop"), {f.name for f in dataclasses.fields(LoopConfig)})
     loop = LoopConfig(**loop_spec)
     modules = Modules(
         configurator=plugin("configurator", agent_cfg["configurator"], "agent.configurator"),
@@ -181,7 +164,8 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
         _check_models_agree(safety.world_model, modules.world_model)
     agent = Agent(modules, loop, safety=safety)
     agent.safety_follows_planner = not (agent_cfg.get("safety") or {}).get("world_model")
-    agent.safety_margin = _number("agent.safety.extra_margin", (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
+    agent.safety_margin = check_number("agent.safety.extra_margin",
+                                       (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
     agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
     agent.specs = {name: dict(agent_cfg[name]) for name in modules.named()}
     return agent

@@ -7,12 +7,32 @@ plain containers, never OmegaConf objects, so it can cross process boundaries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from amiagent.errors import ConfigError
 
 CONFIG_MODULE = "amiagent.agents"
+
+
+def check_keys(where: str, value: Any, allowed: set[str]) -> dict:
+    """`value` as a dict (None: empty) whose keys are all in `allowed`; ConfigError naming `where` otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
+    return dict(value)
+
+
+def check_number(where: str, value: Any, minimum: float = 0.0) -> float:
+    """`value` as a float, if it is a finite number >= `minimum` (never a bool); ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{where} must be a finite number >= {minimum:g}, got {value!r}")
+    return float(value)
 
 _resolvers_registered = False
 

@@ -310,7 +310,7 @@ def test_placements_put_every_module_in_exactly_one_group():
     ({"a": {"modules": ["mode1"]}}, "this agent has no 'mode1' module"),
     ({"a": {"modules": []}}, "non-empty list"),
     ({"a": {"modules": ["actor"], "cpus": 1}}, "unknown key"),
-    ({"a": {"modules": ["actor"], "num_cpus": -1}}, "num_cpus must be a number >= 0"),
+    ({"a": {"modules": ["actor"], "num_cpus": -1}}, "num_cpus must be a finite number >= 0"),
     ("everywhere", "unknown placement 'everywhere'"),
 ])
 def test_bad_placements_are_refused_with_the_config_path(placement, message):

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from amiagent.agent import MODULE_NAMES, check_swappable
+from amiagent.build import build_module
 from amiagent.contracts import Module, WorldModel
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.journal import Journal, JournaledMemory
@@ -62,12 +63,6 @@ def _actor_options(group: Group) -> dict[str, Any]:
 
 def _kind(name: str) -> str:
     return "actor" if name == "mode1" else name
-
-
-def build_module(name: str, spec: Mapping[str, Any]) -> Module:
-    from amiagent.build import build_module as build
-
-    return build(name, spec)
 
 
 @ray.remote

@@ -8,12 +8,12 @@ path. `require_plain` refuses anything but plain containers crossing into Ray.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from amiagent.agent import MODULE_NAMES
+from amiagent.config import check_keys, check_number
 from amiagent.errors import ConfigError
 
 PLACEMENTS = ("pod", "separate")
@@ -40,23 +40,6 @@ def require_plain(value: Any, where: str) -> None:
                       "(OmegaConf.to_container(cfg, resolve=True))")
 
 
-def _number(where: str, value: Any, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"{where} must be a number >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _keys(where: str, value: Any, allowed: set[str]) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(allowed)}")
-    return dict(value)
-
-
 @dataclass(frozen=True)
 class Supervision:
     """Restart policy of a host: `max_restarts`, and a backoff of `backoff_s` doubling per restart up to
@@ -77,14 +60,14 @@ class Supervision:
         if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
             raise ConfigError(f"{where}.max_restarts must be an integer >= 0, got {restarts!r}")
         for name in ("backoff_s", "backoff_max_s"):
-            _number(f"{where}.{name}", getattr(self, name))
+            check_number(f"{where}.{name}", getattr(self, name))
         for name in ("call_timeout_s", "start_timeout_s"):
-            if _number(f"{where}.{name}", getattr(self, name)) <= 0:
+            if check_number(f"{where}.{name}", getattr(self, name)) <= 0:
                 raise ConfigError(f"{where}.{name} must be > 0, got {getattr(self, name)!r}")
 
     @classmethod
     def from_config(cls, spec: Any, where: str = "runtime.supervision") -> Supervision:
-        spec = _keys(where, spec, SUPERVISION_KEYS)
+        spec = check_keys(where, spec, SUPERVISION_KEYS)
         try:
             return cls(**spec)
         except ConfigError as exc:  # name the config path the value came from
@@ -118,7 +101,7 @@ def plan_groups(placement: Any, modules: Iterable[str], *, placements: Mapping[s
                 actors: Mapping[str, Any] | None = None, supervision: Supervision | None = None) -> list[Group]:
     """The groups of a placement over the agent's `modules` (checked: each module in exactly one group)."""
     modules = [m for m in MODULE_NAMES if m in set(modules)]
-    defaults = _keys("runtime.actors", actors, ACTOR_KEYS)
+    defaults = check_keys("runtime.actors", actors, ACTOR_KEYS)
     supervision = supervision or Supervision()
     if isinstance(placement, str) and placement not in PLACEMENTS:
         if placement not in (placements or {}):
@@ -137,7 +120,7 @@ def plan_groups(placement: Any, modules: Iterable[str], *, placements: Mapping[s
     groups, placed = [], {}
     for name, entry in spec.items():
         where = f"runtime.placement.{name}"
-        entry = _keys(where, entry, GROUP_KEYS)
+        entry = check_keys(where, entry, GROUP_KEYS)
         members = entry.get("modules")
         if not isinstance(members, (list, tuple)) or not members:
             raise ConfigError(f"{where}.modules must be a non-empty list of module names")
@@ -162,13 +145,13 @@ def plan_groups(placement: Any, modules: Iterable[str], *, placements: Mapping[s
         merged = {**defaults, **{k: v for k, v in entry.items() if k in ACTOR_KEYS}}
         restart = {k: entry[k] for k in ("max_restarts", "backoff_s", "backoff_max_s") if k in entry}
         sup = Supervision.from_config({**supervision.__dict__, **restart}, where) if restart else supervision
-        resources = _keys(f"{where}.resources", merged.get("resources"), set(merged.get("resources") or {}))
-        labels = _keys(f"{where}.labels", merged.get("labels"), set(merged.get("labels") or {}))
+        resources = check_keys(f"{where}.resources", merged.get("resources"), set(merged.get("resources") or {}))
+        labels = check_keys(f"{where}.labels", merged.get("labels"), set(merged.get("labels") or {}))
         node = merged.get("node")
         if node is not None and not isinstance(node, str):
             raise ConfigError(f"{where}.node must be a node id or IP address, got {node!r}")
-        out.append(Group(name, members, _number(f"{where}.num_cpus", merged.get("num_cpus", 0.0)),
-                         {k: _number(f"{where}.resources.{k}", v) for k, v in resources.items()}, node,
+        out.append(Group(name, members, check_number(f"{where}.num_cpus", merged.get("num_cpus", 0.0)),
+                         {k: check_number(f"{where}.resources.{k}", v) for k, v in resources.items()}, node,
                          {str(k): str(v) for k, v in labels.items()}, sup))
     return out
 

@@ -34,12 +34,13 @@ from typing import Any
 
 import ray
 
-from amiagent.agent import MODULE_NAMES, Agent, LoopConfig, Modules, SwapTicket
+from amiagent.agent import MODULE_NAMES, Agent, Modules, SwapTicket
 from amiagent.contracts import Module
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.remote import PROXIES
 from amiagent.runtime.host import HostedModule, HostHandle, ModuleHost, _kind, host, remote_cause
-from amiagent.runtime.placement import Group, Supervision, _keys, plan_groups, require_plain
+from amiagent.config import check_keys
+from amiagent.runtime.placement import Group, Supervision, plan_groups, require_plain
 
 __all__ = ["HostedModule", "ModuleHost", "RayAgent", "RaySession", "Recovery", "host", "plan_groups",
            "require_plain"]
@@ -141,7 +142,7 @@ class RaySession:
 def check_runtime_config(agent_cfg: dict, runtime_cfg: dict) -> tuple[list[Group], Supervision, int]:
     """Check the `runtime` section against the agent before anything starts: keys, placement, restart
     policy, torch threads and state directory. Returns the groups, the policy and the thread count."""
-    runtime_cfg = _keys("runtime", runtime_cfg, RUNTIME_KEYS)
+    runtime_cfg = check_keys("runtime", runtime_cfg, RUNTIME_KEYS)
     require_plain(agent_cfg, "agent")
     require_plain(runtime_cfg, "runtime")
     threads = runtime_cfg.get("torch_threads") or 1
@@ -197,7 +198,7 @@ class RayAgent(Agent):
     def __init__(self, agent_cfg: dict, runtime_cfg: dict | None = None, *, name: str | None = None):
         from amiagent.build import build_agent, describe
 
-        runtime_cfg = _keys("runtime", runtime_cfg, RUNTIME_KEYS)
+        runtime_cfg = check_keys("runtime", runtime_cfg, RUNTIME_KEYS)
         self.groups, self.supervision, self.torch_threads = check_runtime_config(agent_cfg, runtime_cfg)
         if not ray.is_initialized():
             raise ConfigError("Ray is not initialised: open a RaySession (or call ray.init) first")
@@ -206,9 +207,10 @@ class RayAgent(Agent):
         root = runtime_cfg.get("state_dir")
         local = build_agent(agent_cfg)  # every config error surfaces here, before any actor starts
         safety, local.safety, local._safety_modules = local.safety, None, []
+        follows, margin = local.safety_follows_planner, local.safety_margin  # as build_agent read them
         local.close()
         self.name = name or str(agent_cfg.get("name", "agent"))
-        loop = LoopConfig(**(agent_cfg.get("loop") or {}))
+        loop = local.loop
         self._state_dir = tempfile.mkdtemp(prefix=f"amiagent-{self.name}-", dir=root)
         self._hosts = {g.name: HostHandle(g, {m: agent_cfg[m] for m in g.modules}) for g in self.groups}
         self._host_of = {m: h for h in self._hosts.values() for m in h.group.modules}
@@ -234,10 +236,8 @@ class RayAgent(Agent):
                 safety.cost.close()
             shutil.rmtree(self._state_dir, ignore_errors=True)
             raise
-        follows = not (agent_cfg.get("safety") or {}).get("world_model")
         super().__init__(Modules(**proxies), loop, safety=safety)
-        self.safety_follows_planner = follows
-        self.safety_margin = float((agent_cfg.get("safety") or {}).get("extra_margin", 0.0) or 0.0)
+        self.safety_follows_planner, self.safety_margin = follows, margin
         self.plugins = {m: describe(agent_cfg[m]) for m in module_names}
         self.specs = {m: dict(agent_cfg[m]) for m in module_names}
         self._supervisor = threading.Thread(target=self._supervise, name=f"amiagent-supervise-{self.name}",
@@ -348,9 +348,9 @@ class RayAgent(Agent):
             host_.specs[name] = spec  # a restart builds what runs now
             self.specs[name] = spec
             if checker is not None:
-                self._swap_checker(checker)
+                self._replace_safety_module("world_model", checker)
             if guardrails is not None:
-                self._swap_guardrails(guardrails)
+                self._replace_safety_module("cost", guardrails)
             self.refresh([name])
             self.plugins[name] = label
             self.note(f"swap {name}: {label}")
