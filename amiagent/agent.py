@@ -50,6 +50,7 @@ from amiagent.contracts import (
 )
 from amiagent.errors import AmiagentError, BusError, ConfigError, ContractError
 from amiagent.planning import SafetyFilter
+from amiagent.planning.hierarchy import Hierarchy
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class LoopConfig:
     rate_hz: float = 10.0
     deadline_s: float | None = None
     plan_validity: int = 5
+    lockstep: bool = False
+    """Wait for every plan, however late (it still counts as a missed deadline). For evaluation: results
+    then depend on the seed only, not on how loaded the machine is. Never for a real body."""
 
     def __post_init__(self) -> None:
         if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, (int, float)) or not self.rate_hz > 0:
@@ -97,6 +101,8 @@ class LoopConfig:
                 )
         if isinstance(self.plan_validity, bool) or not isinstance(self.plan_validity, int) or self.plan_validity < 1:
             raise ConfigError(f"agent.loop.plan_validity must be an integer >= 1, got {self.plan_validity!r}")
+        if not isinstance(self.lockstep, bool):
+            raise ConfigError(f"agent.loop.lockstep must be true or false, got {self.lockstep!r}")
 
     @property
     def period(self) -> float:
@@ -149,7 +155,11 @@ class Cycle:
     checked: bool = False
     """The action passed the safety filter (or the body is told to stop)."""
     events: tuple[str, ...] = ()
-    """What changed before this cycle: modules down or back, hot swaps."""
+    """What changed before this cycle: modules down or back, hot swaps, upper levels re-planning."""
+    goal: tuple[float, ...] = ()
+    """Level 0's goal this cycle: the task's, or the subgoal an upper level handed down."""
+    level_ms: float = 0.0
+    """Time the upper levels of a hierarchy spent planning this cycle (ms)."""
 
 
 @dataclass
@@ -161,6 +171,10 @@ class Counters:
     filtered: int = 0
     planner_errors: int = 0
     safety_errors: int = 0
+    replans: int = 0
+    """Plans made by the upper levels of a hierarchy."""
+    infeasible_reports: int = 0
+    """Times level 0 reported its subgoal infeasible to the level above (a streak counts once)."""
     sources: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCES, 0))
 
 
@@ -214,7 +228,15 @@ class Agent:
             m for m in (safety.world_model, safety.cost) if not any(m is s for s in shared)
         ]
         self.settings: Settings | None = None
+        """What level 0's modules run with now (with a hierarchy, the goal is the current subgoal)."""
+        self.task_settings: Settings | None = None
+        """What the configurator made of the task (the final goal)."""
+        self.hierarchy: Hierarchy | None = None
+        """Upper planning levels handing level 0 its subgoals (set by `build_agent` from config)."""
         self.goal_feasible = True
+        self._goal_tolerance = 0.0
+        self._subgoal_feasible = True
+        self._below_infeasible = False
         self.counters = Counters()
         self._executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="amiagent-plan")
         self._pending: tuple[int, cf.Future] | None = None
@@ -247,9 +269,14 @@ class Agent:
         """
         settings = self.modules.configurator.configure(task)
         self.apply(settings)
+        self.task_settings = settings
+        self._goal_tolerance = float(task.goal_tolerance)
         for module in self._live_modules():
             module.activate()
         self.counters = Counters()
+        self._subgoal_feasible, self._below_infeasible = True, False
+        if self.hierarchy is not None:
+            self.hierarchy.start(settings, self.modules.world_model.state_dim)
         if obs is not None and not PLANNING_CHAIN & self.down:
             state = self.modules.perception.encode(obs)
             try:
@@ -301,15 +328,37 @@ class Agent:
         self._executor.shutdown(wait=not self._hung, cancel_futures=True)
         for module in self.modules.all() + self._safety_modules:
             module.close()
+        if self.hierarchy is not None:
+            self.hierarchy.close()
 
     def _goal_is_feasible(self, settings: Settings) -> bool:
-        # the goal state itself, held for two steps, must satisfy every guardrail
-        goal = settings.goal_tensor().view(1, 1, -1).expand(1, 2, -1)
-        actions = torch.zeros(1, 2, self.modules.world_model.action_dim)
+        # some state that realises the goal, held for two steps, must satisfy every guardrail;
+        # the filter's model and guardrails live in this process and answer even when modules are away
+        model = getattr(self.safety, "world_model", None) or self.modules.world_model
         cost = self.modules.cost
-        if "cost" in self.down and self.safety is not None:  # the filter's guardrails are this process's own
+        if "cost" in self.down and self.safety is not None:
             cost = self.safety.cost
-        return bool(cost.evaluate(goal, actions).feasible[0])
+        states = model.goal_states(settings.goal_tensor(), self._goal_tolerance)
+        if states.shape[0] == 0:
+            return False  # nothing reaches it: outside the reachable workspace
+        held = states.unsqueeze(1).expand(-1, 2, -1)
+        actions = torch.zeros(states.shape[0], 2, self.modules.world_model.action_dim)
+        return bool(cost.evaluate(held, actions).feasible.any())
+
+    def _retarget(self, goal: tuple[float, ...]) -> None:
+        """Give level 0's planning modules a new goal (a subgoal from above), between plans.
+
+        Unlike `apply`, the last plan is kept as a fallback: it was made under
+        the same guardrails, only toward another point.
+        """
+        self._drop_pending()
+        settings = dataclasses.replace(self.settings, goal=tuple(float(g) for g in goal))
+        named = self.modules.named()
+        for name in ("world_model", "cost", "actor", "mode1"):
+            if name in named and name not in self.down:
+                named[name].apply(settings)
+        self.settings = settings
+        self._subgoal_feasible = self._goal_is_feasible(settings)
 
     def _drop_pending(self) -> None:
         if self._pending is not None:
@@ -349,7 +398,19 @@ class Agent:
                          filter_reason=self.failure or "perception unavailable: stop", halt=True, checked=True,
                          events=events)
 
+        level_ms = 0.0
+        if self.hierarchy is not None and not PLANNING_CHAIN & down:
+            step = self.hierarchy.step(obs, index, self._below_infeasible)
+            level_ms = step.plan_ms
+            if step.goal is not None:
+                self._retarget(step.goal)
+            self.counters.replans += len(step.events)
+            events = events + step.events
         plan, missed = self._plan(index, state, started, down)
+        if plan is not None:
+            infeasible = not (plan.feasible and self._subgoal_feasible)
+            self.counters.infeasible_reports += int(infeasible and not self._below_infeasible)
+            self._below_infeasible = infeasible
         action, source = self._choose(index, state, plan, down)
         action, filtered, reason, checked = self._filter(state, action)
         halt = action is None
@@ -377,6 +438,8 @@ class Agent:
             halt=halt,
             checked=checked,
             events=events,
+            goal=tuple(self.settings.goal),
+            level_ms=level_ms,
         )
 
     # ------------------------------------------------------------------ modules that come and go
@@ -597,7 +660,7 @@ class Agent:
             asked_at, future = self._pending
             remaining = self.loop.deadline - (time.perf_counter() - started)
             try:
-                plan = future.result(timeout=max(remaining, 0.0))
+                plan = future.result(timeout=None if self.loop.lockstep else max(remaining, 0.0))
             except cf.TimeoutError:
                 self.counters.missed_deadlines += 1
                 return None, True  # still in flight: when it ends it will be stale and dropped
@@ -615,6 +678,8 @@ class Agent:
             if needed_down or not self._start_plan(index, actor, state):
                 return None, False
         self._pending = None
+        late = self.loop.lockstep and time.perf_counter() - started > self.loop.deadline
+        self.counters.missed_deadlines += int(late)
         try:
             self._validate(plan.actions, "plan.actions", plan=True)
         except ContractError as exc:
@@ -622,7 +687,7 @@ class Agent:
             log.error("discarding an invalid plan: %s", exc)
             return None, False
         self._last_plan = (index, plan)
-        return plan, False
+        return plan, late
 
     def _start_plan(self, index: int, actor: Actor, state: torch.Tensor) -> bool:
         try:

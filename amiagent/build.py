@@ -22,14 +22,17 @@ from amiagent.contracts import World, WorldModel
 from amiagent.cost import IntrinsicCost
 from amiagent.errors import ConfigError
 from amiagent.planning import SafetyFilter
+from amiagent.planning.hierarchy import Hierarchy, Level, LevelConfig
 
-AGENT_KEYS = {"name", "loop", "configurator", "perception", "world_model", "cost", "memory", "actor", "mode1", "safety"}
+AGENT_KEYS = {"name", "loop", "configurator", "perception", "world_model", "cost", "memory", "actor", "mode1", "safety",
+              "hierarchy"}
 PLUGIN_KEYS = {"name", "params"}
 TERM_KEYS = {"plugin", "weight", "params"}
 GUARDRAIL_KEYS = {"plugin", "params"}
 CRITIC_KEYS = {"name", "params", "weight"}
 COST_KEYS = {"terms", "guardrails", "critic"}
 SAFETY_KEYS = {"enabled", "directions", "extra_margin", "world_model"}
+LEVEL_MODULES = ("perception", "world_model", "cost", "actor")
 
 
 def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, name_key: str = "name",
@@ -168,7 +171,54 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
                                        (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
     agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
     agent.specs = {name: dict(agent_cfg[name]) for name in modules.named()}
+    try:
+        agent.hierarchy = build_hierarchy(agent_cfg.get("hierarchy"))
+    except BaseException:
+        agent.close()
+        raise
     return agent
+
+
+def build_hierarchy(spec: Any, where: str = "agent.hierarchy") -> Hierarchy | None:
+    """The levels above level 0, from `{level_name: {every, horizon, ..., perception, world_model, cost,
+    actor}}` listed from level 1 upward; None (or an empty mapping) means a flat agent."""
+    if not spec:
+        return None
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of level name -> level, got {spec!r}")
+    level_keys = {f.name for f in dataclasses.fields(LevelConfig)}
+    levels: list[Level] = []
+    try:
+        for name, entry in spec.items():
+            entry_where = f"{where}.{name}"
+            entry = check_keys(entry_where, entry, level_keys | set(LEVEL_MODULES))
+            missing = [m for m in LEVEL_MODULES if not entry.get(m)]
+            if missing:
+                raise ConfigError(f"{entry_where}: missing section(s) {missing}; a level has its own "
+                                  f"{', '.join(LEVEL_MODULES)}")
+            settings = {k: v for k, v in entry.items() if k in level_keys}
+            if "subgoal_dims" in settings:
+                settings["subgoal_dims"] = tuple(settings["subgoal_dims"])
+            try:
+                config = LevelConfig(**settings)
+            except ConfigError as exc:
+                raise ConfigError(f"{entry_where}: {exc}") from None
+            built = {}
+            try:
+                for module in LEVEL_MODULES:
+                    built[module] = (build_cost(entry["cost"], f"{entry_where}.cost") if module == "cost"
+                                     else plugin(module, entry[module], f"{entry_where}.{module}"))
+            except BaseException:
+                for m in built.values():
+                    m.close()
+                raise
+            levels.append(Level(str(name), config, **built))
+        return Hierarchy(levels)
+    except BaseException:
+        for level in levels:
+            for m in level.modules():
+                m.close()
+        raise
 
 
 def _check_models_agree(checker: WorldModel, planner: WorldModel) -> None:
@@ -220,13 +270,14 @@ class RunConfig:
     progress: bool = True
     run_dir: str | None = None
     plot: bool = True
+    lockstep: bool = False
 
     def __post_init__(self) -> None:
         for name, kind, minimum in (("seed", int, 0), ("episodes", int, 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
                 raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("realtime", "progress", "plot"):
+        for name in ("realtime", "progress", "plot", "lockstep"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.run_dir is not None and not isinstance(self.run_dir, str):

@@ -1,6 +1,7 @@
 """The `amiagent` command line.
 
     amiagent run [hydra overrides...]     run an agent in a world (runtime=ray by default), write a run directory
+    amiagent eval [hydra overrides...]    seeded episodes summarised: table, eval.csv, eval.json, eval.png
     amiagent swap [AGENT] MODULE k=v...   hot-swap one module's plugin in a running agent
     amiagent agents                       list running agents and what their modules run
     amiagent plugins                      list installed plugins and whether they load
@@ -11,10 +12,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from amiagent.errors import AmiagentError
 
@@ -32,29 +36,30 @@ def _console():
     return console
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+def _compose(overrides: list[str]) -> tuple[dict, Any]:
+    """The composed config of a run or eval, and its checked top-level settings."""
+    from amiagent.build import RunConfig
+    from amiagent.config import load_config
 
-    from amiagent.build import RunConfig, build_world
-    from amiagent.config import load_config, to_yaml
-    from amiagent.report import new_run_dir, write_run
-    from amiagent.runtime.local import run_episode
-
-    cfg = load_config(args.overrides)
-    if args.cfg:
-        print(to_yaml(cfg))
-        return 0
+    cfg = load_config(overrides)
     run = RunConfig.from_config(cfg)
-    runtime = cfg["runtime"]["name"]
-    if runtime not in ("local", "ray"):
-        raise AmiagentError(f"unknown runtime {runtime!r}; choose runtime=ray (the default) or runtime=local")
+    if cfg["runtime"]["name"] not in ("local", "ray"):
+        raise AmiagentError(f"unknown runtime {cfg['runtime']['name']!r}; choose runtime=ray (the default) or "
+                            "runtime=local")
+    return cfg, run
+
+
+@contextlib.contextmanager
+def _running(cfg: dict, run: Any, console) -> Iterator[tuple[Any, Any, Any]]:
+    """The agent, world and telemetry publisher (or None) of a composed config; all closed on the way out."""
+    import dataclasses
+
     import torch
 
+    from amiagent.build import build_world
+
     torch.set_num_threads(int(cfg["runtime"].get("torch_threads") or torch.get_num_threads()))
-    console = _console()
-    agent_name, world_name = cfg["agent"]["name"], cfg["world"]["name"]
-    episodes, layouts = [], []
+    agent_name = cfg["agent"]["name"]
     if cfg["runtime"].get("control"):
         from amiagent.control import running_agents
 
@@ -62,56 +67,71 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise AmiagentError(f"an agent named {agent_name!r} is already running (see `amiagent agents`); "
                                 "give this one another name (agent.name=...) or runtime.control=null")
     world = build_world(cfg["world"])
-    session = control = agent = None
+    session = control = agent = telemetry = None
     try:
         agent, session = _start_agent(cfg, console)
+        if run.lockstep:
+            agent.loop = dataclasses.replace(agent.loop, lockstep=True)
         if cfg["runtime"].get("control"):
             control = _control(agent, agent_name, cfg["runtime"])
-    except BaseException:
-        if agent is not None:
-            agent.close()
-        if session is not None:
-            session.close()
-        world.close()
-        raise
-    telemetry = None
-    if cfg["runtime"].get("telemetry"):
-        from amiagent.telemetry import TelemetryPublisher
+        if cfg["runtime"].get("telemetry"):
+            from amiagent.telemetry import TelemetryPublisher
 
-        telemetry = TelemetryPublisher(cfg["runtime"]["telemetry"], agent_name)
-        console.print(f"telemetry on {telemetry.endpoint}, topic {telemetry.topic}")
-    try:
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-            console=console, disable=not run.progress, transient=False,
-        ) as progress:
-            for i in range(run.episodes):
-                seed = run.seed + i
-                max_steps = getattr(world.params, "max_steps", None)
-                bar = progress.add_task(f"episode {i + 1}/{run.episodes} seed {seed}", total=max_steps, status="")
-
-                def on_cycle(c, bar=bar):
-                    progress.update(bar, advance=1, status=f"{c.source:8s} {c.plan_ms:5.1f} ms/plan")
-                    if telemetry is not None:
-                        telemetry(c)
-
-                episode = run_episode(agent, world, seed, realtime=run.realtime, on_cycle=on_cycle)
-                progress.update(bar, total=episode.steps, completed=episode.steps, status=episode.status)
-                episodes.append(episode)
-                layouts.append(world.layout())
-                if agent.failure is not None:  # a module is gone for good: no more episodes
-                    console.print(f"[red]stopping after episode {i + 1}:[/] {agent.failure}")
-                    break
+            telemetry = TelemetryPublisher(cfg["runtime"]["telemetry"], agent_name)
+            console.print(f"telemetry on {telemetry.endpoint}, topic {telemetry.topic}")
+        yield agent, world, telemetry
     finally:
-        if control is not None:
-            control.close()
-        agent.close()
-        world.close()
-        if telemetry is not None:
-            telemetry.close()
-        if session is not None:
-            session.close()
+        for closing in (control, agent, world, telemetry, session):
+            if closing is not None:
+                closing.close()
+
+
+def _recoveries(agent, console) -> None:
+    for r in getattr(agent, "recoveries", []):
+        console.print(f"group {r.group} ({', '.join(r.modules)}) restarted (restart {r.restart}): "
+                      f"modules back after {r.seconds:.2f} s")
+
+
+def _progress(console, enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                    console=console, disable=not enabled, transient=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from amiagent.config import to_yaml
+    from amiagent.report import new_run_dir, write_run
+    from amiagent.runtime.local import run_episode
+
+    cfg, run = _compose(args.overrides)
+    if args.cfg:
+        print(to_yaml(cfg))
+        return 0
+    console = _console()
+    agent_name, world_name, runtime = cfg["agent"]["name"], cfg["world"]["name"], cfg["runtime"]["name"]
+    episodes, layouts = [], []
+    with _running(cfg, run, console) as (agent, world, telemetry), _progress(console, run.progress) as progress:
+        for i in range(run.episodes):
+            seed = run.seed + i
+            max_steps = getattr(world.params, "max_steps", None)
+            bar = progress.add_task(f"episode {i + 1}/{run.episodes} seed {seed}", total=max_steps, status="")
+
+            def on_cycle(c, bar=bar):
+                progress.update(bar, advance=1, status=f"{c.source:8s} {c.plan_ms:5.1f} ms/plan")
+                if telemetry is not None:
+                    telemetry(c)
+
+            episode = run_episode(agent, world, seed, realtime=run.realtime, on_cycle=on_cycle)
+            progress.update(bar, total=episode.steps, completed=episode.steps, status=episode.status)
+            episodes.append(episode)
+            layouts.append(world.layout())
+            if agent.failure is not None:  # a module is gone for good: no more episodes
+                console.print(f"[red]stopping after episode {i + 1}:[/] {agent.failure}")
+                break
 
     run_dir = Path(run.run_dir) if run.run_dir else new_run_dir(Path("runs"), f"{agent_name}-{world_name}")
     summary = write_run(run_dir, to_yaml(cfg), episodes, layouts, plot=run.plot)
@@ -132,10 +152,72 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{agg['total_violations']}; infeasible goals reported {agg['infeasible_goals_reported']}; "
         f"missed deadlines {agg['missed_deadlines']}"
     )
-    for r in getattr(agent, "recoveries", []):
-        console.print(f"group {r.group} ({', '.join(r.modules)}) restarted (restart {r.restart}): "
-                      f"modules back after {r.seconds:.2f} s")
+    _recoveries(agent, console)
     console.print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from amiagent.config import to_yaml
+    from amiagent.evaluate import write_eval
+    from amiagent.report import new_run_dir
+    from amiagent.runtime.local import run_episode
+
+    # lockstep by default: every plan is waited for, so results depend on the seeds, not the machine's load
+    cfg, run = _compose(["lockstep=true", "progress=true", *args.overrides])
+    if args.cfg:
+        print(to_yaml(cfg))
+        return 0
+    console = _console()
+    agent_name, world_name, runtime = cfg["agent"]["name"], cfg["world"]["name"], cfg["runtime"]["name"]
+    label = f"{agent_name} in {world_name}"
+    episodes = []
+    with _running(cfg, run, console) as (agent, world, telemetry), _progress(console, run.progress) as progress:
+        bar = progress.add_task(f"eval {label}", total=run.episodes, status="")
+        for i in range(run.episodes):
+            episode = run_episode(agent, world, run.seed + i, realtime=run.realtime,
+                                  on_cycle=telemetry)
+            episodes.append(episode)
+            wins = sum(e.success for e in episodes)
+            bad = sum(e.total_violations > 0 for e in episodes)
+            progress.update(bar, advance=1, status=f"success {wins}/{len(episodes)}, with violations {bad}")
+            if agent.failure is not None:
+                console.print(f"[red]stopping after episode {i + 1}:[/] {agent.failure}")
+                break
+
+    run_dir = Path(run.run_dir) if run.run_dir else new_run_dir(Path("runs"), f"eval-{agent_name}-{world_name}")
+    json_path = Path(args.json) if args.json else None
+    result = write_eval(run_dir, to_yaml(cfg), episodes, label, json_path=json_path, plot=run.plot)
+    agg = result["aggregate"]
+    table = Table(title=f"eval: {label} ({runtime} runtime, seeds {run.seed}..{run.seed + len(episodes) - 1})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    low, high = agg["success_rate_95ci"]
+    rows = [
+        ("episodes", str(agg["episodes"])),
+        ("success", f"{agg['successes']}/{agg['episodes']} = {agg['success_rate']:.1%} (95% CI {low:.1%}-{high:.1%})"),
+        ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(agg["statuses"].items()))),
+        ("episodes with violations", str(agg["episodes_with_violations"])),
+        ("ground-truth violations (substeps)", str(agg["total_violations"])),
+        ("goals infeasible / infeasible reports", f"{agg['goals_infeasible']} / {agg['infeasible_reports']}"),
+        ("steps (mean)", f"{agg['steps_mean']:.1f}"),
+        ("planning ms per cycle p50 / p99", f"{agg['plan_ms_p50']} / {agg['plan_ms_p99']}"),
+        ("cycle ms p50 / p99", f"{agg['cycle_ms_p50']} / {agg['cycle_ms_p99']}"),
+        ("missed deadlines", str(agg["missed_deadlines"])),
+        ("upper-level re-plans", str(agg["replans"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    failed = [e for e in episodes if not e.success or e.total_violations]
+    if failed:
+        shown = ", ".join(f"{e.seed} ({e.status}{f', {e.total_violations} violations' if e.total_violations else ''})"
+                          for e in failed[:20])
+        console.print(f"not reached or violating: {shown}{' ...' if len(failed) > 20 else ''}")
+    _recoveries(agent, console)
+    console.print(f"run directory: {run_dir} (eval.csv, eval.json{', eval.png' if run.plot else ''})")
     return 0
 
 
@@ -284,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. world=two_rooms episodes=3")
     run.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="evaluate an agent over seeded episodes (agent=... world=... episodes=N seed=S)",
+                        description="Runs `episodes` seeded episodes (seeds seed, seed+1, ...) and reports success, "
+                                    "steps, ground-truth violations, infeasible-goal reports and planning time per "
+                                    "episode and overall. Plans are waited for (lockstep=true) unless overridden, "
+                                    "so under runtime=local the results depend on the seeds only.")
+    ev.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. agent=hierarchical world=maze episodes=50")
+    ev.add_argument("--json", metavar="PATH", help="also write the eval JSON here")
+    ev.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    ev.set_defaults(func=cmd_eval)
 
     swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
                           usage="amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...] [--endpoint E]",

@@ -44,6 +44,7 @@ def _register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("div", lambda a, b: float(a) / float(b), replace=True)
+    OmegaConf.register_new_resolver("mul", lambda a, b: float(a) * float(b), replace=True)
     # e.g. physics substeps per control step: 240 Hz * 0.1 s = 24
     OmegaConf.register_new_resolver("round_mul", lambda a, b: int(round(float(a) * float(b))), replace=True)
     _resolvers_registered = True

@@ -287,6 +287,18 @@ class WorldModel(Module):
         """
         return torch.zeros(states.shape[0], self.action_dim)
 
+    def goal_states(self, goal: torch.Tensor, tolerance: float) -> torch.Tensor:
+        """`goal` (D,) from the settings -> (N, D) states that realise it, N >= 0.
+
+        The agent calls it once per goal to decide whether the goal is feasible:
+        a goal is feasible when one of these states, held at rest, satisfies
+        every guardrail. The default is the goal state itself. Models whose goal
+        is given in task space (an arm's end-effector target) return the states
+        that reach it within `tolerance` (m), e.g. from inverse kinematics, and
+        none (0, D) when it lies outside the reachable workspace.
+        """
+        return goal.reshape(1, -1)
+
 
 class CostTerm(Module):
     """An ordinary intrinsic cost term; traded off against others by weight."""
@@ -415,6 +427,14 @@ class World(Module):
 
     def layout(self) -> WorldLayout:
         """Geometry for plots."""
+        raise NotImplementedError
+
+    def distance_to_goal(self) -> float:
+        """Distance (m) from what must reach the goal (robot centre, end effector) to the goal."""
+        raise NotImplementedError
+
+    def goal_speed(self) -> float:
+        """Speed (m/s) of what must reach the goal; the goal counts as reached only nearly at rest."""
         raise NotImplementedError
 
 

@@ -267,6 +267,12 @@ class PybulletWorld(World):
         x, y = self.body.state[:2]
         return math.hypot(x - self._scene_now.goal[0], y - self._scene_now.goal[1])
 
+    def goal_speed(self) -> float:
+        """Speed (m/s) of the robot."""
+        self._check_ready()
+        vx, vy = self.body.state[2:4]
+        return math.hypot(vx, vy)
+
     def at_goal(self) -> bool:
         """Whether the robot centre is within goal_tolerance of the goal."""
         return self.distance_to_goal() <= self.params.goal_tolerance

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # safe place it can find.
 STALL_CYCLES = 20
 STALL_RADIUS = 0.15
-# A goal counts as reached within its tolerance at no more than this speed (m/s).
+# A goal counts as reached within its tolerance at no more than this speed (m/s),
+# unless the world's params set `arrival_speed`.
 ARRIVAL_SPEED = 0.25
 # Seconds of braking after an episode ends, still watched for violations.
 SETTLE_S = 1.0
@@ -50,6 +51,10 @@ class Episode:
     planner_errors: int
     sources: dict[str, int]
     wall_s: float
+    infeasible_reports: int = 0
+    """Times level 0 reported its (sub)goal infeasible to a level above."""
+    replans: int = 0
+    """Plans made by the upper levels of a hierarchy."""
     cycles: list[Cycle] = field(default_factory=list, repr=False)
 
     @property
@@ -62,6 +67,10 @@ class Episode:
 
     def cycle_ms(self) -> np.ndarray:
         return np.array([c.cycle_ms for c in self.cycles])
+
+    def planning_ms(self) -> np.ndarray:
+        """Planning time of each cycle (ms): level 0's plan, if one was made, plus the upper levels'."""
+        return np.array([(c.plan_ms if math.isfinite(c.plan_ms) else 0.0) + c.level_ms for c in self.cycles])
 
     def summary(self) -> dict[str, Any]:
         """Plain figures for summary.json."""
@@ -110,8 +119,8 @@ def run_episode(
     check_body_fits(agent, world)
     task = world.reset(seed)
     body = world.body
-    settings = agent.start(task, body.observe())
-    goal = np.asarray(settings.goal[: len(task.goal)], dtype=np.float64)
+    agent.start(task, body.observe())
+    arrival = float(getattr(world.params, "arrival_speed", ARRIVAL_SPEED))
     period = agent.loop.period
     cycles: list[Cycle] = []
     recent: deque[np.ndarray] = deque(maxlen=STALL_CYCLES)
@@ -120,10 +129,8 @@ def run_episode(
     try:
         for _ in range(task.max_steps):
             obs = body.observe()
-            position, velocity = obs.state[: len(goal)], obs.state[len(goal) : 2 * len(goal)]
-            distance = float(np.linalg.norm(position - goal))
-            speed = float(np.linalg.norm(velocity))
-            if agent.goal_feasible and distance <= task.goal_tolerance and speed <= ARRIVAL_SPEED:
+            distance, speed = world.distance_to_goal(), world.goal_speed()
+            if agent.goal_feasible and distance <= task.goal_tolerance and speed <= arrival:
                 status = "reached"
                 break
             if not agent.goal_feasible and _stalled(recent):
@@ -135,8 +142,8 @@ def run_episode(
                 body.stop()
                 cycles.append(cycle)
                 break
-            if cycle.source == "plan":
-                recent.append(position.copy())
+            if cycle.source == "plan":  # where the goal's dims of the state (position, end effector) are
+                recent.append(np.asarray(cycle.state[: len(task.goal)], dtype=np.float64))
             else:
                 recent.clear()
             if cycle.halt:
@@ -156,7 +163,6 @@ def run_episode(
     # the body brakes to rest; the world keeps watching while it does
     body.stop()
     world.advance(SETTLE_S)
-    final = body.observe().state[: len(goal)]
     counters = agent.counters
     return Episode(
         seed=seed,
@@ -164,12 +170,14 @@ def run_episode(
         steps=len(cycles),
         goal_feasible=agent.goal_feasible,
         violations=dict(world.violations()),
-        final_distance=float(np.linalg.norm(final - goal)),
+        final_distance=float(world.distance_to_goal()),
         min_clearance=float(getattr(world, "min_clearance", lambda: math.inf)()),
         missed_deadlines=counters.missed_deadlines,
         filtered=counters.filtered,
         planner_errors=counters.planner_errors,
         sources=dict(counters.sources),
         wall_s=time.perf_counter() - started,
+        infeasible_reports=counters.infeasible_reports,
+        replans=counters.replans,
         cycles=cycles,
     )

@@ -8,6 +8,7 @@ longer possible. Zones and limits arrive through the settings (from the task).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -81,26 +82,64 @@ class KeepOut(Guardrail):
 
     def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x, y = _check_points(states, self.params, _PATH_FRACTIONS)  # (P, B, H) each
-        depths = []
-        if len(self._circles):
-            c = self._circles.view(-1, 3, 1, 1, 1)  # zones lead, (B, H) planes stay innermost
-            dist = torch.hypot(x - c[:, 0], y - c[:, 1])  # (C, P, B, H)
-            depths.append(torch.relu((c[:, 2] + self._inflate) - dist))
-        if len(self._boxes):
-            b = self._boxes.view(-1, 4, 1, 1, 1)
-            qx = (x - b[:, 0]).abs() - b[:, 2]  # (K, P, B, H)
-            qy = (y - b[:, 1]).abs() - b[:, 3]
-            outside = torch.hypot(torch.relu(qx), torch.relu(qy))
-            inside = torch.clamp(torch.maximum(qx, qy), max=0.0)
-            depths.append(torch.relu(self._inflate - (outside + inside)))
-        if not depths:
-            return states.new_zeros(states.shape[:2])
-        total = None
-        for depth in depths:  # deepest checked point per zone, summed over zones
-            per_zone = depth[:, 0] if depth.shape[1] == 1 else depth.amax(dim=1)
-            zone_sum = per_zone[0] if per_zone.shape[0] == 1 else per_zone.sum(dim=0)
-            total = zone_sum if total is None else total + zone_sum
-        return total
+        return _zone_depth(x, y, self._circles, self._boxes, self._inflate, states)
+
+
+def _zone_depth(x: torch.Tensor, y: torch.Tensor, circles: torch.Tensor, boxes: torch.Tensor, inflate: float,
+                states: torch.Tensor) -> torch.Tensor:
+    """Points (P, B, H) per axis -> (B, H): the deepest point's penetration of each inflated zone, summed
+    over zones."""
+    depths = []
+    if len(circles):
+        c = circles.view(-1, 3, 1, 1, 1)  # zones lead, (B, H) planes stay innermost
+        dist = torch.hypot(x - c[:, 0], y - c[:, 1])  # (C, P, B, H)
+        depths.append(torch.relu((c[:, 2] + inflate) - dist))
+    if len(boxes):
+        b = boxes.view(-1, 4, 1, 1, 1)
+        qx = (x - b[:, 0]).abs() - b[:, 2]  # (K, P, B, H)
+        qy = (y - b[:, 1]).abs() - b[:, 3]
+        outside = torch.hypot(torch.relu(qx), torch.relu(qy))
+        inside = torch.clamp(torch.maximum(qx, qy), max=0.0)
+        depths.append(torch.relu(inflate - (outside + inside)))
+    if not depths:
+        return states.new_zeros(states.shape[:2])
+    total = None
+    for depth in depths:
+        per_zone = depth[:, 0] if depth.shape[1] == 1 else depth.amax(dim=1)
+        zone_sum = per_zone[0] if per_zone.shape[0] == 1 else per_zone.sum(dim=0)
+        total = zone_sum if total is None else total + zone_sum
+    return total
+
+
+class PathKeepOut(KeepOut):
+    """Keeps whole legs clear of the keep-out zones: for states (x, y, px, py) of a waypoint model.
+
+    A leg runs from (px, py), where it began, to (x, y). Points along it, at
+    most `resolution` m apart, are checked like KeepOut's (the body's disc,
+    inflated by its radius and `margin`); the violation of a step is the
+    deepest point's penetration, summed over zones. Reads the same `keep_out`
+    settings as KeepOut, so a coarse level sees the zones and walls the task
+    names.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        margin: float = 0.1
+        """Extra clearance (m) on top of the body radius: a coarse leg should leave room to follow it."""
+        resolution: float = 0.05
+        """Largest gap (m) between checked points along a leg; keep it below the thinnest wall."""
+        dims: int = 2
+
+        def __post_init__(self) -> None:
+            if self.margin < 0 or self.resolution <= 0 or self.dims != 2:
+                raise ConfigError(f"path_keep_out: margin >= 0, resolution > 0 and dims == 2 required, got {self}")
+
+    def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x, y, px, py = states.unbind(-1)[:4]
+        longest = float(torch.hypot(x - px, y - py).max()) if x.numel() else 0.0
+        count = max(2, math.ceil(longest / self.params.resolution) + 1)
+        f = torch.linspace(0.0, 1.0, count).view(-1, 1, 1)
+        return _zone_depth(px + f * (x - px), py + f * (y - py), self._circles, self._boxes, self._inflate, states)
 
 
 class WorkspaceBounds(Guardrail):

@@ -1,0 +1,146 @@
+"""`amiagent eval`: seeded episodes summarised as a table, CSV, JSON and a plot.
+
+One row per episode (`EVAL_FIELDS`), an aggregate over all of them, both
+written to the run directory as `eval.csv` and `eval.json`, and `eval.png`
+showing success and ground-truth violations per seed. Under `runtime=local`
+with `lockstep` (the eval default) every figure but the timings depends on the
+seeds only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amiagent.runtime.local import Episode
+
+EVAL_FIELDS = (
+    "seed", "status", "success", "steps", "goal_feasible", "infeasible_reports", "violations",
+    "final_distance_m", "plan_ms_p50", "plan_ms_p99", "cycle_ms_p50", "cycle_ms_p99", "missed_deadlines",
+    "safety_filtered", "replans", "wall_s",
+)
+
+
+def episode_row(episode: Episode) -> dict[str, Any]:
+    """The eval figures of one episode (plain values; violations per kind as `violations.<kind>` too)."""
+    plan, cycle = episode.planning_ms(), episode.cycle_ms()
+    row = {
+        "seed": episode.seed,
+        "status": episode.status,
+        "success": episode.success,
+        "steps": episode.steps,
+        "goal_feasible": episode.goal_feasible,
+        "infeasible_reports": episode.infeasible_reports,
+        "violations": episode.total_violations,
+        "final_distance_m": round(episode.final_distance, 4),
+        "plan_ms_p50": _pct(plan, 50),
+        "plan_ms_p99": _pct(plan, 99),
+        "cycle_ms_p50": _pct(cycle, 50),
+        "cycle_ms_p99": _pct(cycle, 99),
+        "missed_deadlines": episode.missed_deadlines,
+        "safety_filtered": episode.filtered,
+        "replans": episode.replans,
+        "wall_s": round(episode.wall_s, 3),
+    }
+    row.update({f"violations.{kind}": int(n) for kind, n in episode.violations.items()})
+    return row
+
+
+def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Aggregate figures: success rate (with a 95% Wilson interval), violations, planning time percentiles."""
+    n = len(episodes)
+    wins = sum(e.success for e in episodes)
+    plan = np.concatenate([e.planning_ms() for e in episodes]) if n else np.zeros(0)
+    cycle = np.concatenate([e.cycle_ms() for e in episodes]) if n else np.zeros(0)
+    low, high = wilson(wins, n)
+    statuses: dict[str, int] = {}
+    for e in episodes:
+        statuses[e.status] = statuses.get(e.status, 0) + 1
+    return {
+        "episodes": n,
+        "successes": wins,
+        "success_rate": wins / n if n else 0.0,
+        "success_rate_95ci": [round(low, 4), round(high, 4)],
+        "statuses": statuses,
+        "episodes_with_violations": sum(e.total_violations > 0 for e in episodes),
+        "total_violations": sum(e.total_violations for e in episodes),
+        "goals_infeasible": sum(not e.goal_feasible for e in episodes),
+        "infeasible_reports": sum(e.infeasible_reports for e in episodes),
+        "steps_mean": float(np.mean([e.steps for e in episodes])) if n else 0.0,
+        "plan_ms_p50": _pct(plan, 50),
+        "plan_ms_p99": _pct(plan, 99),
+        "cycle_ms_p50": _pct(cycle, 50),
+        "cycle_ms_p99": _pct(cycle, 99),
+        "missed_deadlines": sum(e.missed_deadlines for e in episodes),
+        "replans": sum(e.replans for e in episodes),
+    }
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (0, 0 for no episodes)."""
+    if n == 0:
+        return 0.0, 0.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def write_eval(run_dir: Path, config_yaml: str, episodes: Sequence[Episode], label: str,
+               json_path: Path | None = None, plot: bool = True) -> dict[str, Any]:
+    """Write config.yaml, eval.csv, eval.json (and `json_path`) and eval.png; returns the JSON written."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_yaml)
+    rows = [episode_row(e) for e in episodes]
+    kinds = sorted({k for r in rows for k in r if k.startswith("violations.")})
+    with open(run_dir / "eval.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*EVAL_FIELDS, *kinds], restval=0)
+        writer.writeheader()
+        writer.writerows(rows)
+    result = {"label": label, "aggregate": summarize(episodes), "episodes": rows}
+    text = json.dumps(result, indent=2)
+    (run_dir / "eval.json").write_text(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text)
+    if plot and episodes:
+        plot_eval(episodes, label, run_dir / "eval.png")
+    return result
+
+
+def plot_eval(episodes: Sequence[Episode], label: str, path: Path) -> None:
+    """Two panels over the seeds: success (with the running success rate) and ground-truth violations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = np.array([e.seed for e in episodes])
+    success = np.array([e.success for e in episodes], dtype=float)
+    violations = np.array([e.total_violations for e in episodes])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), dpi=100, sharex=True)
+    top.bar(seeds, success, width=1.0, color=np.where(success > 0, "tab:green", "tab:red"), alpha=0.6)
+    top.plot(seeds, np.cumsum(success) / np.arange(1, len(seeds) + 1), color="black", lw=1.5,
+             label="success rate so far")
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("success")
+    top.legend(loc="lower left", fontsize=8)
+    top.set_title(f"{label}: {success.mean():.1%} success, {int(violations.sum())} violations over "
+                  f"{len(episodes)} episodes")
+    bottom.bar(seeds, violations, width=1.0, color="tab:red")
+    bottom.set_ylabel("violations (substeps)")
+    bottom.set_xlabel("seed")
+    bottom.set_ylim(0, max(1, int(violations.max())) * 1.1)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _pct(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
