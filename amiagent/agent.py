@@ -160,6 +160,8 @@ class Cycle:
     """Level 0's goal this cycle: the task's, or the subgoal an upper level handed down."""
     level_ms: float = 0.0
     """Time the upper levels of a hierarchy spent planning this cycle (ms)."""
+    model_steps: float = 0.0
+    """World-model steps evaluated for this cycle's plans, all levels (the compute budget actors report)."""
 
 
 @dataclass
@@ -398,10 +400,10 @@ class Agent:
                          filter_reason=self.failure or "perception unavailable: stop", halt=True, checked=True,
                          events=events)
 
-        level_ms = 0.0
+        level_ms = model_steps = 0.0
         if self.hierarchy is not None and not PLANNING_CHAIN & down:
             step = self.hierarchy.step(obs, index, self._below_infeasible)
-            level_ms = step.plan_ms
+            level_ms, model_steps = step.plan_ms, step.model_steps
             if step.goal is not None:
                 self._retarget(step.goal)
             self.counters.replans += len(step.events)
@@ -440,6 +442,7 @@ class Agent:
             events=events,
             goal=tuple(self.settings.goal),
             level_ms=level_ms,
+            model_steps=model_steps + (float(plan.info.get("model_steps", 0.0)) if plan is not None else 0.0),
         )
 
     # ------------------------------------------------------------------ modules that come and go

@@ -6,7 +6,7 @@
     amiagent agents                       list running agents and what their modules run
     amiagent plugins                      list installed plugins and whether they load
     amiagent check KIND NAME              run the contract checker on one plugin
-    amiagent bench {bus,plan} [--json P]  benchmarks against a reference timed in the same run
+    amiagent bench {bus,plan,loop,hierarchy} [--json P]   benchmarks against a reference timed in the same run
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from amiagent.errors import AmiagentError
 
-BENCHES = ("bus", "plan", "loop")
+BENCHES = ("bus", "plan", "loop", "hierarchy")
 
 log = logging.getLogger("amiagent")
 
@@ -205,6 +205,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ("steps (mean)", f"{agg['steps_mean']:.1f}"),
         ("planning ms per cycle p50 / p99", f"{agg['plan_ms_p50']} / {agg['plan_ms_p99']}"),
         ("cycle ms p50 / p99", f"{agg['cycle_ms_p50']} / {agg['cycle_ms_p99']}"),
+        ("world-model steps per cycle (mean)", str(agg["model_steps_per_cycle"])),
         ("missed deadlines", str(agg["missed_deadlines"])),
         ("upper-level re-plans", str(agg["replans"])),
     ]

@@ -58,6 +58,7 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     wins = sum(e.success for e in episodes)
     plan = np.concatenate([e.planning_ms() for e in episodes]) if n else np.zeros(0)
     cycle = np.concatenate([e.cycle_ms() for e in episodes]) if n else np.zeros(0)
+    steps = np.concatenate([e.model_steps() for e in episodes]) if n else np.zeros(0)
     low, high = wilson(wins, n)
     statuses: dict[str, int] = {}
     for e in episodes:
@@ -79,6 +80,7 @@ def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
         "cycle_ms_p99": _pct(cycle, 99),
         "missed_deadlines": sum(e.missed_deadlines for e in episodes),
         "replans": sum(e.replans for e in episodes),
+        "model_steps_per_cycle": round(float(np.mean(steps)), 1) if len(steps) else None,
     }
 
 

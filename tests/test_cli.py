@@ -140,3 +140,34 @@ def test_swap_and_agents_reach_a_running_agent(tmp_path):
             run.kill()
     assert run.returncode == 0, err
     assert "success 100%" in out and "ground-truth violations 0" in out
+
+
+TIMING_FIELDS = {"plan_ms_p50", "plan_ms_p99", "cycle_ms_p50", "cycle_ms_p99", "wall_s", "missed_deadlines"}
+
+
+@pytest.mark.slow
+def test_eval_writes_table_csv_json_plot_and_repeats_itself_under_the_same_seeds(tmp_path):
+    results = []
+    for i in range(2):
+        run_dir, copy = tmp_path / f"eval{i}", tmp_path / f"copy{i}.json"
+        proc = _run("eval", "agent=hierarchical", "world=two_rooms", "runtime=local", "episodes=2", "seed=4",
+                    "world.params.max_steps=25", f"run_dir={run_dir}", "--json", str(copy))
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert "eval: hierarchical in two_rooms" in proc.stdout and "planning ms per cycle p50 / p99" in proc.stdout
+        written = json.loads((run_dir / "eval.json").read_text())
+        assert json.loads(copy.read_text()) == written
+        rows = (run_dir / "eval.csv").read_text().splitlines()
+        assert rows[0].startswith("seed,status,success,steps,goal_feasible,infeasible_reports,violations")
+        assert len(rows) == 3
+        assert (run_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        agg = written["aggregate"]
+        assert agg["episodes"] == 2 and agg["plan_ms_p50"] > 0 and agg["total_violations"] == 0
+        assert agg["replans"] >= 2 and agg["model_steps_per_cycle"] > 0
+        results.append([{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in written["episodes"]])
+    assert results[0] == results[1]  # lockstep: the same seeds give the same episodes, step for step
+    assert [row["seed"] for row in results[0]] == [4, 5]
+
+
+def test_eval_rejects_bad_options_clearly():
+    proc = _run("eval", "episodes=0", "runtime=local")
+    assert proc.returncode == 2 and "episodes must be an integer >= 1" in proc.stdout

@@ -106,6 +106,8 @@ class Step:
     goal: tuple[float, ...] | None
     events: tuple[str, ...]
     plan_ms: float
+    model_steps: float = 0.0
+    """World-model steps the levels' actors evaluated (as their plans report it)."""
 
 
 class Hierarchy:
@@ -159,7 +161,7 @@ class Hierarchy:
             bad = below_infeasible if i == 0 else (below is not None and not below.feasible)
             level.infeasible_for = level.infeasible_for + 1 if bad else 0
         level1 = self.levels[0]
-        changed_below = False
+        changed_below, model_steps = False, 0.0
         for i in reversed(range(len(self.levels))):
             level = self.levels[i]
             reason = self._due(level, index, states[i], changed_below)
@@ -169,6 +171,7 @@ class Hierarchy:
             plan = level.actor.act(states[i])
             level.plan, level.planned_at, level.replans = plan, index, level.replans + 1
             level.plan_ms.append(float(plan.info.get("plan_ms", math.nan)))
+            model_steps += float(plan.info.get("model_steps", 0.0))
             level.infeasible_for = 0
             n = len(level.config.subgoal_dims)
             step = min(level.config.lookahead, plan.states.shape[0]) - 1
@@ -190,7 +193,8 @@ class Hierarchy:
                 self._set_goal(self.levels[i - 1], _read_goal(level.subgoal, self.levels[i - 1]))
                 changed_below = True
         plan_ms = (time.perf_counter() - started) * 1e3
-        return Step(goal=level1.subgoal if events else None, events=tuple(events), plan_ms=plan_ms)
+        return Step(goal=level1.subgoal if events else None, events=tuple(events), plan_ms=plan_ms,
+                    model_steps=model_steps)
 
     def _due(self, level: Level, index: int, state: torch.Tensor, goal_changed: bool) -> str | None:
         """Why `level` must plan now (`state`: its abstract state now), or None."""

@@ -68,6 +68,10 @@ class Episode:
     def cycle_ms(self) -> np.ndarray:
         return np.array([c.cycle_ms for c in self.cycles])
 
+    def model_steps(self) -> np.ndarray:
+        """World-model steps evaluated for each cycle's plans, all levels."""
+        return np.array([c.model_steps for c in self.cycles])
+
     def planning_ms(self) -> np.ndarray:
         """Planning time of each cycle (ms): level 0's plan, if one was made, plus the upper levels'."""
         return np.array([(c.plan_ms if math.isfinite(c.plan_ms) else 0.0) + c.level_ms for c in self.cycles])

@@ -207,6 +207,8 @@ class RayAgent(Agent):
         root = runtime_cfg.get("state_dir")
         local = build_agent(agent_cfg)  # every config error surfaces here, before any actor starts
         safety, local.safety, local._safety_modules = local.safety, None, []
+        # the upper planning levels stay in this process, next to the cycle that asks them for subgoals
+        hierarchy, local.hierarchy = local.hierarchy, None
         follows, margin = local.safety_follows_planner, local.safety_margin  # as build_agent read them
         local.close()
         self.name = name or str(agent_cfg.get("name", "agent"))
@@ -234,9 +236,12 @@ class RayAgent(Agent):
             if safety is not None:
                 safety.world_model.close()
                 safety.cost.close()
+            if hierarchy is not None:
+                hierarchy.close()
             shutil.rmtree(self._state_dir, ignore_errors=True)
             raise
         super().__init__(Modules(**proxies), loop, safety=safety)
+        self.hierarchy = hierarchy
         self.safety_follows_planner, self.safety_margin = follows, margin
         self.plugins = {m: describe(agent_cfg[m]) for m in module_names}
         self.specs = {m: dict(agent_cfg[m]) for m in module_names}

@@ -80,5 +80,6 @@ class MPCActor(Actor):
         std = (self.params.init_std * self._bounds.half_range).expand_as(mean).clone()
         result = self._optimise(evaluate, mean, std, self._bounds, self._config, self._generator)
         self._previous = result.actions
-        info = {"plan_ms": (time.perf_counter() - started) * 1e3}
+        info = {"plan_ms": (time.perf_counter() - started) * 1e3,
+                "model_steps": float(self._config.samples * self._config.iterations * self.horizon)}
         return Plan(result.actions, result.states, result.report, info)

@@ -88,7 +88,7 @@ class SearchActor(Actor):
         parent, action = [torch.full((1,), -1)], [torch.zeros(1, moves.shape[1])]
         known, best = self._key(start), torch.zeros(1)  # cells reached so far (sorted ids), cheapest cost
         frontier = torch.zeros(1, dtype=torch.long)  # node ids
-        count = 1
+        count, evaluated = 1, 0
         for layer in range(1, self.horizon + 1):
             if not len(frontier) or count >= self.params.max_nodes:
                 break
@@ -99,6 +99,7 @@ class SearchActor(Actor):
             nxt = model.rollout(all_states[origin], tried.unsqueeze(1))[:, 0]  # (F K, D)
             # score: any predicted violation prunes the edge
             report = cost.evaluate(nxt.unsqueeze(1), tried.unsqueeze(1))
+            evaluated += len(tried)
             total = all_spent[origin] + report.total
             ok = ((report.violation_total <= 0) & torch.isfinite(total)).nonzero().flatten()
             if not len(ok):
@@ -145,7 +146,8 @@ class SearchActor(Actor):
             actions[: len(path)] = torch.stack(path)
         planned = model.rollout(state.reshape(1, -1), actions.unsqueeze(0))
         report = cost.evaluate(planned, actions.unsqueeze(0))
-        info = {"plan_ms": (time.perf_counter() - started) * 1e3, "nodes": float(count), "legs": float(len(path))}
+        info = {"plan_ms": (time.perf_counter() - started) * 1e3, "nodes": float(count), "legs": float(len(path)),
+                "model_steps": float(evaluated + len(all_states) + self.horizon)}
         return Plan(actions, planned[0], report, info)
 
     def _key(self, states: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,167 @@
+"""`amiagent bench hierarchy`: the issue's evaluations, flat against hierarchical, over seeded episodes.
+
+    two_rooms  flat (level 0 only) and hierarchical    target: hierarchical >= 98% success
+    maze       flat and hierarchical                    target: hierarchical >= 95% success
+    workcell   reacher                                  target: >= 95% within 3 cm
+    every one: zero ground-truth guardrail violations in every episode
+
+Episodes run in lockstep under the local runtime (every plan is waited for),
+so success and violations depend on the seeds alone; planning time per cycle
+is measured as it happens (the p50/p99 printed). The flat agent is the
+reference timed in the same run: same level-0 optimiser and sample budget; the
+compute each spends per cycle is reported as world-model steps evaluated
+(counted, machine independent) and as milliseconds. Seeds are split over
+`--jobs` worker processes, each with one torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TARGETS = {("two_rooms", "hierarchical"): 0.98, ("maze", "hierarchical"): 0.95, ("workcell", "reacher"): 0.95}
+SUITES = {"two_rooms": ("flat", "hierarchical"), "maze": ("flat", "hierarchical"), "workcell": ("reacher",)}
+CHUNK = 5
+"""Episodes per work item: small enough for a live progress bar, large enough to amortise a build."""
+
+
+@dataclass(frozen=True)
+class Job:
+    agent: str
+    world: str
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...]
+
+
+def run_job(job: Job) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+    """Episodes of one work item, in a worker process: their eval rows, planning ms and model steps per cycle."""
+    import dataclasses
+
+    import torch
+
+    from amiagent.build import build_agent, build_world
+    from amiagent.config import load_config
+    from amiagent.evaluate import episode_row
+    from amiagent.runtime.local import run_episode
+
+    torch.set_num_threads(1)
+    cfg = load_config([f"agent={job.agent}", f"world={job.world}", "runtime=local", *job.overrides])
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    agent.loop = dataclasses.replace(agent.loop, lockstep=True)
+    rows, plan_ms, steps = [], [], []
+    try:
+        for seed in job.seeds:
+            episode = run_episode(agent, world, seed)
+            rows.append(episode_row(episode))
+            plan_ms.extend(episode.planning_ms().tolist())
+            steps.extend(episode.model_steps().tolist())
+    finally:
+        agent.close()
+        world.close()
+    return rows, plan_ms, steps
+
+
+def summary(rows: list[dict[str, Any]], plan_ms: list[float], steps: list[float]) -> dict[str, Any]:
+    from amiagent.evaluate import wilson
+
+    n = len(rows)
+    wins = sum(r["success"] for r in rows)
+    low, high = wilson(wins, n)
+    return {
+        "episodes": n,
+        "success_rate": wins / n if n else 0.0,
+        "success_rate_95ci": [round(low, 4), round(high, 4)],
+        "episodes_with_violations": sum(r["violations"] > 0 for r in rows),
+        "total_violations": sum(r["violations"] for r in rows),
+        "infeasible_reports": sum(r["infeasible_reports"] for r in rows),
+        "steps_mean": float(np.mean([r["steps"] for r in rows])) if n else 0.0,
+        "plan_ms_p50": float(np.percentile(plan_ms, 50)) if plan_ms else None,
+        "plan_ms_p99": float(np.percentile(plan_ms, 99)) if plan_ms else None,
+        "model_steps_per_cycle": float(np.mean(steps)) if steps else None,
+        "missed_deadlines": sum(r["missed_deadlines"] for r in rows),
+        "failures": sorted(r["seed"] for r in rows if not r["success"]),
+        "seeds_with_violations": sorted(r["seed"] for r in rows if r["violations"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    parser = argparse.ArgumentParser(prog="amiagent bench hierarchy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=200, help="seeded episodes per agent and world")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--worlds", default=",".join(SUITES), help="comma-separated, from: " + ", ".join(SUITES))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every agent (e.g. agent.actor.params.samples=200)")
+    args = parser.parse_args(argv)
+    worlds = [w.strip() for w in args.worlds.split(",") if w.strip()]
+    unknown = sorted(set(worlds) - set(SUITES))
+    if unknown or args.episodes < 1 or args.jobs < 1:
+        parser.error(f"unknown world(s) {unknown}" if unknown else "--episodes and --jobs must be >= 1")
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    jobs = [Job(agent, world, tuple(seeds[i : i + CHUNK]), tuple(args.overrides))
+            for world in worlds for agent in SUITES[world] for i in range(0, len(seeds), CHUNK)]
+    console = Console()
+    if not console.is_terminal:  # piped or logged: rich would assume 80 columns and squeeze the table
+        console = Console(width=160)
+    results: dict[tuple[str, str], tuple[list, list, list]] = {}
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch or pybullet state
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool, Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        bars = {(w, a): progress.add_task(f"{a} in {w}", total=len(seeds), status="")
+                for w in worlds for a in SUITES[w]}
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            rows, plan_ms, steps = future.result()
+            got = results.setdefault((job.world, job.agent), ([], [], []))
+            got[0].extend(rows)
+            got[1].extend(plan_ms)
+            got[2].extend(steps)
+            wins = sum(r["success"] for r in got[0])
+            bad = sum(r["violations"] > 0 for r in got[0])
+            progress.update(bars[(job.world, job.agent)], advance=len(rows),
+                            status=f"success {wins}/{len(got[0])}, with violations {bad}")
+
+    table = Table(title=f"bench hierarchy: {args.episodes} seeded episodes each (seeds {seeds[0]}..{seeds[-1]}), "
+                        "lockstep, local runtime")
+    for col in ("world", "agent", "success (95% CI)", "target", "eps w/ violations", "infeasible reports",
+                "steps", "plan ms p50/p99", "model steps/cycle", "missed"):
+        table.add_column(col, justify="right")
+    out: dict[str, Any] = {"episodes": args.episodes, "first_seed": args.seed, "overrides": args.overrides,
+                           "results": {}}
+    for world in worlds:
+        for agent in SUITES[world]:
+            s = summary(*results[(world, agent)])
+            target = TARGETS.get((world, agent))
+            met = target is not None and s["success_rate"] >= target and s["episodes_with_violations"] == 0
+            s["target"], s["target_met"] = target, met if target is not None else None
+            out["results"][f"{world}/{agent}"] = s
+            low, high = s["success_rate_95ci"]
+            table.add_row(
+                world, agent, f"{s['success_rate']:.1%} ({low:.1%}-{high:.1%})",
+                "-" if target is None else f">= {target:.0%}, 0 viol: {'met' if met else 'NOT met'}",
+                str(s["episodes_with_violations"]), str(s["infeasible_reports"]), f"{s['steps_mean']:.0f}",
+                f"{s['plan_ms_p50']:.1f} / {s['plan_ms_p99']:.1f}", f"{s['model_steps_per_cycle']:.0f}",
+                str(s["missed_deadlines"]),
+            )
+    console.print(table)
+    for key, s in out["results"].items():
+        if s["failures"] or s["seeds_with_violations"]:
+            console.print(f"{key}: not reached {s['failures'][:30]}; with violations {s['seeds_with_violations'][:30]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
