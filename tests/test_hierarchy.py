@@ -151,7 +151,7 @@ def test_any_number_of_levels_is_config_and_each_hands_the_next_its_goal():
 
 @pytest.mark.parametrize("change, message", [
     ({"every": 0}, "every must be an integer >= 1"),
-    ({"lookahead": 99}, "lookahead"),
+    ({"lookahead": 1000}, "lookahead"),
     ({"colour": "red"}, "unknown key"),
     ({"actor": None}, "missing section"),
     ({"subgoal_dims": [0, 7]}, "subgoal_dims"),

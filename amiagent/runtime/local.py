@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 # safe place it can find.
 STALL_CYCLES = 20
 STALL_RADIUS = 0.15
+# With a feasible goal, an episode that has kept the body within STALL_RADIUS (or
+# the goal tolerance, if smaller) for STUCK_CYCLES planned cycles ends as "stalled" (a failure): a planner stuck in a
+# local minimum, e.g. greedy behind a wall, does not get out by waiting.
+STUCK_CYCLES = 60
 # A goal counts as reached within its tolerance at no more than this speed (m/s),
 # unless the world's params set `arrival_speed`.
 ARRIVAL_SPEED = 0.25
@@ -40,7 +44,7 @@ class Episode:
     """The outcome of one episode, with its per-cycle telemetry."""
 
     seed: int
-    status: str  # "reached", "infeasible_goal", "timeout", "module_failed"
+    status: str  # "reached", "infeasible_goal", "stalled", "timeout", "module_failed"
     steps: int
     goal_feasible: bool
     violations: dict[str, int]
@@ -99,11 +103,12 @@ class Episode:
         }
 
 
-def _stalled(recent: deque[np.ndarray]) -> bool:
-    if len(recent) < STALL_CYCLES:
+def _stalled(recent: deque[np.ndarray], cycles: int, radius: float = STALL_RADIUS) -> bool:
+    """The last `cycles` planned positions all lie within `radius` of their mean."""
+    if len(recent) < cycles:
         return False
-    points = np.stack(recent)
-    return float(np.linalg.norm(points - points.mean(axis=0), axis=1).max()) < STALL_RADIUS
+    points = np.stack(list(recent)[-cycles:])
+    return float(np.linalg.norm(points - points.mean(axis=0), axis=1).max()) < radius
 
 
 def run_episode(
@@ -127,7 +132,7 @@ def run_episode(
     arrival = float(getattr(world.params, "arrival_speed", ARRIVAL_SPEED))
     period = agent.loop.period
     cycles: list[Cycle] = []
-    recent: deque[np.ndarray] = deque(maxlen=STALL_CYCLES)
+    recent: deque[np.ndarray] = deque(maxlen=STUCK_CYCLES)
     status = "timeout"
     next_tick = time.perf_counter()
     try:
@@ -137,8 +142,11 @@ def run_episode(
             if agent.goal_feasible and distance <= task.goal_tolerance and speed <= arrival:
                 status = "reached"
                 break
-            if not agent.goal_feasible and _stalled(recent):
+            if not agent.goal_feasible and _stalled(recent, STALL_CYCLES):
                 status = "infeasible_goal"  # holding as close as the guardrails allow
+                break
+            if agent.goal_feasible and _stalled(recent, STUCK_CYCLES, min(STALL_RADIUS, task.goal_tolerance)):
+                status = "stalled"
                 break
             cycle = agent.cycle(obs)
             if agent.failure is not None:

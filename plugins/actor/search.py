@@ -7,16 +7,21 @@ actor instead grows a tree of action sequences, layer by layer, in one batch
 per layer:
 
     # expand   every frontier state by each of K actions (one rollout step, batched)
-    # score    with the cost module: step cost added to the cost so far; any violation prunes
+    # score    an edge costs the one-step plan that takes it minus the one-step plan that
+    #          stays (zero action) where it starts; any predicted violation prunes it
     # merge    states in the same cell of `cell` metres keep only the cheapest way there
-    # pick     after `horizon` layers, the node with the least cost-so-far plus the cost of
-    #          staying there for the remaining steps
+    # pick     after at most `horizon` layers (or when nothing improves), the cheapest node
 
-It is a shortest-path search whose edge costs come from the cost module and
-whose edges come from the world model (Bellman-Ford on the lattice the actions
-span). Guardrails bind exactly: no pruned edge is ever in a plan. The plan is
-the best path padded with "stay" actions to the horizon, rolled out and scored
-again as one sequence, so its CostReport means what any actor's means.
+Scored this way the edge costs telescope: with a cost made of per-step terms
+(a path length) and a goal term that counts where a plan ends (goal_distance
+with `running: 0`), the cost so far of a node is its path's cost plus the goal
+term at the node, less a constant, so the cheapest node is the end of the
+cheapest "go there, then stay" plan. It is a shortest-path search whose edge
+costs come from the cost module and whose edges come from the world model
+(Bellman-Ford on the lattice the actions span; edges may be negative, cycles
+never are). Guardrails bind exactly: no pruned edge is ever in a plan. The
+plan is the best path padded with "stay" actions to the horizon, rolled out and
+scored again as one sequence, so its CostReport means what any actor's means.
 """
 
 from __future__ import annotations
@@ -82,14 +87,14 @@ class SearchActor(Actor):
         started = time.perf_counter()
         model, cost, moves = self.world_model, self.cost, self._moves
         k = moves.shape[0]
-        # the tree, one entry per node: state, cost so far, depth, parent, action that led here
+        # the tree, one entry per node: state, cost so far, parent, action that led here
         start = state.reshape(1, -1)
-        states, spent, depth = [start], [torch.zeros(1)], [torch.zeros(1, dtype=torch.long)]
+        states, spent = [start], [torch.zeros(1)]
         parent, action = [torch.full((1,), -1)], [torch.zeros(1, moves.shape[1])]
         known, best = self._key(start), torch.zeros(1)  # cells reached so far (sorted ids), cheapest cost
         frontier = torch.zeros(1, dtype=torch.long)  # node ids
         count, evaluated = 1, 0
-        for layer in range(1, self.horizon + 1):
+        for _ in range(self.horizon):
             if not len(frontier) or count >= self.params.max_nodes:
                 break
             all_states, all_spent = torch.cat(states), torch.cat(spent)
@@ -97,10 +102,12 @@ class SearchActor(Actor):
             origin = frontier.repeat_interleave(k)
             tried = moves.repeat(len(frontier), 1)  # (F K, A)
             nxt = model.rollout(all_states[origin], tried.unsqueeze(1))[:, 0]  # (F K, D)
-            # score: any predicted violation prunes the edge
+            # score: moving minus staying, each as a one-step plan; any predicted violation prunes the edge
             report = cost.evaluate(nxt.unsqueeze(1), tried.unsqueeze(1))
-            evaluated += len(tried)
-            total = all_spent[origin] + report.total
+            still = torch.zeros(len(frontier), 1, moves.shape[1])
+            stay = cost.evaluate(model.rollout(all_states[frontier], still), still).total
+            evaluated += len(tried) + len(frontier)
+            total = all_spent[origin] + report.total - stay.repeat_interleave(k)
             ok = ((report.violation_total <= 0) & torch.isfinite(total)).nonzero().flatten()
             if not len(ok):
                 break
@@ -124,17 +131,13 @@ class SearchActor(Actor):
             keep = ok[first[better]]
             states.append(nxt[keep])
             spent.append(total[keep])
-            depth.append(torch.full((len(keep),), layer))
             parent.append(origin[keep])
             action.append(tried[keep])
             frontier = torch.arange(count, count + len(keep))
             count += len(keep)
-        # pick: cost so far plus staying put for the rest of the horizon
-        all_states, all_spent, all_depth = torch.cat(states), torch.cat(spent), torch.cat(depth)
-        stay = torch.zeros(len(all_states), 1, moves.shape[1])
-        rest = cost.evaluate(model.rollout(all_states, stay), stay).total
-        score = all_spent + (self.horizon - all_depth) * rest
-        node = int(score.argmin())
+        # pick: the cheapest way to anywhere (cost so far telescopes to the path's cost from here)
+        all_spent = torch.cat(spent)
+        node = int(all_spent.argmin())
         path = []
         all_parent, all_action = torch.cat(parent), torch.cat(action)
         while node > 0:
@@ -147,7 +150,7 @@ class SearchActor(Actor):
         planned = model.rollout(state.reshape(1, -1), actions.unsqueeze(0))
         report = cost.evaluate(planned, actions.unsqueeze(0))
         info = {"plan_ms": (time.perf_counter() - started) * 1e3, "nodes": float(count), "legs": float(len(path)),
-                "model_steps": float(evaluated + len(all_states) + self.horizon)}
+                "model_steps": float(evaluated + self.horizon)}
         return Plan(actions, planned[0], report, info)
 
     def _key(self, states: torch.Tensor) -> torch.Tensor:

@@ -19,14 +19,18 @@ class GoalDistance(CostTerm):
     `metric="euclidean"`: the straight-line distance. `metric="geodesic"` (2-D
     only): the shortest way around the keep-out zones of the settings, from a
     grid field rebuilt whenever settings change (see `geodesic.py`); it has no
-    local minimum in front of a zone. The last step is weighted `terminal`
-    times more, so plans prefer to end at the goal rather than pass through it.
+    local minimum in front of a zone. The last step is weighted `terminal`,
+    every other step `running`: `terminal` > `running` makes plans end at the
+    goal rather than pass through it; `running: 0` scores only where a plan
+    ends (with a path-length term, the shortest way to the goal).
     """
 
     @dataclass(frozen=True)
     class Params:
         dims: tuple[int, ...] = (0, 1)
         terminal: float = 1.0
+        running: float = 1.0
+        """Weight of every step but the last."""
         metric: str = "euclidean"
         cell: float = 0.1
         """Geodesic grid cell size (m)."""
@@ -36,8 +40,8 @@ class GoalDistance(CostTerm):
         """Geodesic cost factor inside zones."""
 
         def __post_init__(self) -> None:
-            if not self.dims or self.terminal < 0:
-                raise ConfigError(f"goal_distance: dims must be non-empty and terminal >= 0, got {self}")
+            if not self.dims or self.terminal < 0 or self.running < 0:
+                raise ConfigError(f"goal_distance: dims must be non-empty, terminal and running >= 0, got {self}")
             if self.metric not in ("euclidean", "geodesic"):
                 raise ConfigError(f"goal_distance: metric must be 'euclidean' or 'geodesic', got {self.metric!r}")
             if self.metric == "geodesic" and (len(self.dims) != 2 or self.cell <= 0 or self.penalty < 1):
@@ -72,7 +76,7 @@ class GoalDistance(CostTerm):
     def _weights_for(self, horizon: int) -> torch.Tensor:
         weights = self._step_weights.get(horizon)
         if weights is None:
-            weights = torch.ones(horizon)
+            weights = torch.full((horizon,), float(self.params.running))
             weights[-1] = self.params.terminal
             self._step_weights[horizon] = weights  # atomic store; safe with the planning thread
         return weights
@@ -103,3 +107,10 @@ class ActionEffort(CostTerm):
             x, y = actions.unbind(-1)
             return torch.addcmul(x * x, y, y)
         return actions.square().sum(dim=-1)
+
+
+class ActionNorm(CostTerm):
+    """Euclidean norm of the action per step: for a waypoint model's legs, the path length (m)."""
+
+    def evaluate(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return plane_norm(actions.unbind(-1))
