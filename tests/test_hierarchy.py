@@ -210,3 +210,20 @@ def test_same_seed_same_episode_in_lockstep():
     assert a.steps == b.steps and a.status == b.status
     assert [c.action for c in a.cycles] == [c.action for c in b.cycles]
     assert [c.goal for c in a.cycles] == [c.goal for c in b.cycles]
+
+
+@pytest.mark.slow
+def test_goal_inside_a_keep_out_zone_is_reported_infeasible_and_the_body_stops_short():
+    cfg = _config("hierarchical", "two_rooms", "world.params.n_zones=1", "world.params.goal_in_keep_out=true")
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    agent.loop = dataclasses.replace(agent.loop, lockstep=True)
+    try:
+        episode = run_episode(agent, world, 1)
+    finally:
+        agent.close()
+        world.close()
+    assert not episode.goal_feasible
+    assert episode.status == "infeasible_goal", episode.summary()
+    assert episode.total_violations == 0, episode.violations
+    assert episode.min_clearance > 0
+    assert episode.final_distance < 1.5  # it crossed the door and waits by the zone
