@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             bad = sum(r["violations"] > 0 for r in got[0])
             progress.update(bars[(job.world, job.agent)], advance=len(rows),
                             status=f"success {wins}/{len(got[0])}, with violations {bad}")
+            if not console.is_terminal:  # a log: one line per finished work item instead of a live bar
+                console.print(f"{job.agent} in {job.world}: {len(got[0])}/{len(seeds)} episodes, "
+                              f"success {wins}, with violations {bad}")
 
     table = Table(title=f"bench hierarchy: {args.episodes} seeded episodes each (seeds {seeds[0]}..{seeds[-1]}), "
                         "lockstep, local runtime")
