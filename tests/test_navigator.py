@@ -11,7 +11,8 @@ import pytest
 from amiagent.build import build_agent, build_world
 from amiagent.runtime.local import run_episode
 
-EPISODES = 100
+EPISODES = 40
+"""Seeds 0..39 here; `amiagent bench hierarchy --worlds open_field` runs the 200-seed evaluation."""
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_reaches_goals_around_keep_out_zones(navigator):
     failed = {e.seed: (e.status, round(e.final_distance, 2)) for e in episodes if not e.success}
     assert len(episodes) == EPISODES
     assert violated == {}, f"ground-truth violations: {violated}"
-    assert reached >= 95, f"reached {reached}/{EPISODES}; failures: {failed}"
+    assert reached >= 0.95 * EPISODES, f"reached {reached}/{EPISODES}; failures: {failed}"
 
 
 @pytest.mark.slow

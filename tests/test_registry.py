@@ -39,7 +39,8 @@ def test_unknown_name_suggests_and_lists_installed():
         registry.create("world_model", "point_mas")
     message = str(err.value)
     assert "Did you mean 'point_mass'" in message
-    assert "Installed world_model plugins: point_mass" in message
+    installed = message.split("Installed world_model plugins: ")[1].rstrip(".").split(", ")
+    assert "point_mass" in installed and installed == sorted(installed)
 
 
 def test_unknown_kind_lists_kinds():

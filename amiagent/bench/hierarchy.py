@@ -3,6 +3,7 @@
     two_rooms  flat (level 0 only) and hierarchical    target: hierarchical >= 98% success
     maze       flat and hierarchical                    target: hierarchical >= 95% success
     workcell   reacher                                  target: >= 95% within 3 cm
+    open_field navigator (only with --worlds)           target: >= 95% success (the walking skeleton's)
     every one: zero ground-truth guardrail violations in every episode
 
 Episodes run in lockstep under the local runtime (every plan is waited for),
@@ -27,8 +28,11 @@ from typing import Any
 
 import numpy as np
 
-TARGETS = {("two_rooms", "hierarchical"): 0.98, ("maze", "hierarchical"): 0.95, ("workcell", "reacher"): 0.95}
-SUITES = {"two_rooms": ("flat", "hierarchical"), "maze": ("flat", "hierarchical"), "workcell": ("reacher",)}
+TARGETS = {("two_rooms", "hierarchical"): 0.98, ("maze", "hierarchical"): 0.95, ("workcell", "reacher"): 0.95,
+           ("open_field", "navigator"): 0.95}
+SUITES = {"two_rooms": ("flat", "hierarchical"), "maze": ("flat", "hierarchical"), "workcell": ("reacher",),
+          "open_field": ("navigator",)}
+DEFAULT_WORLDS = ("two_rooms", "maze", "workcell")
 CHUNK = 5
 """Episodes per work item: small enough for a live progress bar, large enough to amortise a build."""
 
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="amiagent bench hierarchy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--episodes", type=int, default=200, help="seeded episodes per agent and world")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--worlds", default=",".join(SUITES), help="comma-separated, from: " + ", ".join(SUITES))
+    parser.add_argument("--worlds", default=",".join(DEFAULT_WORLDS),
+                        help="comma-separated, from: " + ", ".join(SUITES))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every agent (e.g. agent.actor.params.samples=200)")
