@@ -348,3 +348,21 @@ def test_supervision_values_are_checked():
     with pytest.raises(ConfigError, match="max_restarts must be an integer >= 0"):
         Supervision(max_restarts=-1)
     assert [Supervision(backoff_s=0.5, backoff_max_s=3).backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+
+
+def test_a_hierarchical_agent_runs_its_upper_level_in_the_driver_and_gets_through_the_door(ray_cluster):
+    """Level 0's modules in a pod actor, level 1 next to the cycle: the same episode as under local."""
+    from amiagent.config import load_config
+
+    cfg = load_config(["agent=hierarchical", "world=two_rooms", "runtime=local"])
+    agent = RayAgent(cfg["agent"], {"placement": "pod"})
+    w = build_world(cfg["world"])
+    try:
+        assert agent.hierarchy is not None and [lv.name for lv in agent.hierarchy.levels] == ["waypoints"]
+        episode = run_episode(agent, w, 2)  # the seed where the flat agent sticks behind the wall
+    finally:
+        agent.close()
+        w.close()
+    assert episode.status == "reached" and episode.total_violations == 0, episode.summary()
+    assert episode.replans >= 2
+    assert len({c.goal for c in episode.cycles}) > 2  # level 0 followed a string of subgoals
