@@ -4,6 +4,12 @@ Each checker drives the plugin through its contract with seeded inputs and
 raises ContractError naming the first broken promise and its likely fix:
 output shapes and dtypes, finite values, determinism under a seed, action
 bounds, and `close()` being safe twice. `check(kind, plugin)` dispatches.
+
+The default inputs are a point robot's (4-value states, planar zones). A
+plugin made for another body says what it takes by defining
+`example_settings()` (cost terms, guardrails: settings whose goal has the
+state's length) or `example_observation()` (perception); the checkers use
+them when no input is given.
 """
 
 from __future__ import annotations
@@ -108,7 +114,8 @@ def check_world_model(wm: WorldModel, seed: int = 0) -> None:
 def check_perception(perception: Perception, obs: Observation | None = None) -> None:
     """encode() gives (1, D) for one observation and (B, D) for B, float32, finite, deterministic."""
     if obs is None:
-        obs = Observation(t=0.0, state=np.array([0.1, -0.2, 0.3, 0.0]))
+        example = getattr(perception, "example_observation", None)
+        obs = example() if example is not None else Observation(t=0.0, state=np.array([0.1, -0.2, 0.3, 0.0]))
     one = perception.encode(obs)
     d = perception.state_dim
     _expect_tensor(perception, "encode(obs)", one, (1, d))
@@ -119,7 +126,8 @@ def check_perception(perception: Perception, obs: Observation | None = None) -> 
 
 
 def _check_per_step(plugin, fn: Callable, name: str, seed: int, settings: Settings | None) -> torch.Tensor:
-    settings = settings or sample_settings()
+    example = getattr(plugin, "example_settings", None)
+    settings = settings or (example() if example is not None else sample_settings())
     plugin.apply(settings)
     g = torch.Generator().manual_seed(seed)
     d = len(settings.goal)
