@@ -237,6 +237,7 @@ class Agent:
         """Upper planning levels handing level 0 its subgoals (set by `build_agent` from config)."""
         self.goal_feasible = True
         self._goal_tolerance = 0.0
+        self._goal_problem = ""
         self._subgoal_feasible = True
         self._below_infeasible = False
         self.counters = Counters()
@@ -291,7 +292,7 @@ class Agent:
         self.goal_feasible = self._goal_is_feasible(settings)
         if not self.goal_feasible:
             goal = ", ".join(f"{g:.3f}" for g in task.goal)
-            log.warning("goal (%s) lies where a guardrail forbids the body to be: it is infeasible", goal)
+            log.warning("goal (%s) is infeasible: %s", goal, self._goal_problem)
         return settings
 
     def apply(self, settings: Settings) -> None:
@@ -342,9 +343,11 @@ class Agent:
             cost = self.safety.cost
         states = model.goal_states(settings.goal_tensor(), self._goal_tolerance)
         if states.shape[0] == 0:
-            return False  # nothing reaches it: outside the reachable workspace
+            self._goal_problem = "no state of the body reaches it (outside the reachable workspace)"
+            return False
         held = states.unsqueeze(1).expand(-1, 2, -1)
         actions = torch.zeros(states.shape[0], 2, self.modules.world_model.action_dim)
+        self._goal_problem = "it lies where a guardrail forbids the body to be"
         return bool(cost.evaluate(held, actions).feasible.any())
 
     def _retarget(self, goal: tuple[float, ...]) -> None:

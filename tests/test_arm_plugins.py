@@ -425,3 +425,28 @@ def test_reacher_reaches_a_target_without_violations(reacher):
         assert episode.total_violations == 0
     finally:
         world.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["goal_in_keep_out", "goal_unreachable"])
+def test_reacher_reports_an_infeasible_target_and_stops_short_without_violations(flag):
+    """A target inside the person zone, or beyond reach: said at the start, the arm holds short of it."""
+    import dataclasses
+
+    from amiagent.build import build_agent, build_world
+    from amiagent.config import load_config
+    from amiagent.runtime.local import run_episode
+
+    cfg = load_config(["agent=reacher", "world=workcell", "runtime=local", f"world.params.{flag}=true"])
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    agent.loop = dataclasses.replace(agent.loop, lockstep=True)
+    try:
+        episode = run_episode(agent, world, 1)
+        start = float(np.linalg.norm(np.array(episode.cycles[0].state[:3]) - np.array(world.task.goal)))
+    finally:
+        agent.close()
+        world.close()
+    assert not episode.goal_feasible
+    assert episode.status == "infeasible_goal", episode.summary()
+    assert episode.total_violations == 0, episode.violations
+    assert episode.final_distance < start  # it moved toward the target before holding

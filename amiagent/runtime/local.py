@@ -24,8 +24,8 @@ from amiagent.contracts import World
 log = logging.getLogger(__name__)
 
 # With an infeasible goal, the episode ends once the planner has kept the body
-# within STALL_RADIUS (m) for STALL_CYCLES planned cycles: it holds the closest
-# safe place it can find.
+# within STALL_RADIUS (m; or twice the goal tolerance, if smaller) for STALL_CYCLES
+# planned cycles: it holds the closest safe place it can find.
 STALL_CYCLES = 20
 STALL_RADIUS = 0.15
 # With a feasible goal, an episode that has kept the body within STALL_RADIUS (or
@@ -142,7 +142,7 @@ def run_episode(
             if agent.goal_feasible and distance <= task.goal_tolerance and speed <= arrival:
                 status = "reached"
                 break
-            if not agent.goal_feasible and _stalled(recent, STALL_CYCLES):
+            if not agent.goal_feasible and _stalled(recent, STALL_CYCLES, min(STALL_RADIUS, 2 * task.goal_tolerance)):
                 status = "infeasible_goal"  # holding as close as the guardrails allow
                 break
             if agent.goal_feasible and _stalled(recent, STUCK_CYCLES, min(STALL_RADIUS, task.goal_tolerance)):
