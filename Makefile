@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 PIP_TORCH_FLAGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-hierarchy clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: setup
 	$(BIN)/amiagent bench bus
 	$(BIN)/amiagent bench plan
 	$(BIN)/amiagent bench loop
+
+# the issue-4 evaluations: 200 seeded episodes per agent and world (about 35 minutes on 2 cores)
+bench-hierarchy: setup
+	$(BIN)/amiagent bench hierarchy --episodes 200
 
 clean:
 	rm -rf $(VENV) runs outputs .pytest_cache .hypothesis
