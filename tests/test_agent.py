@@ -132,6 +132,8 @@ def test_previous_plan_steps_are_sent_in_order(navigator_config, register_test_a
 def test_broken_planner_falls_back_to_braking(navigator_config, register_test_actors, mode):
     BrokenActor.mode = mode
     navigator_config["agent"]["actor"]["name"] = "broken"
+    # lockstep: every broken plan is waited for, so a loaded machine cannot turn one into a late plan
+    navigator_config["agent"]["loop"]["lockstep"] = True
     world = build_world(navigator_config["world"])
     agent = build_agent(navigator_config["agent"])
     task = world.reset(0)
