@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,10 +46,10 @@ from amiagent.sim.quiet import c_output_silenced
 
 with c_output_silenced():  # pybullet prints its build time on import
     import pybullet as p
-    from pybullet_utils.bullet_client import BulletClient
 
 from amiagent.contracts import Task, World, WorldLayout
 from amiagent.errors import AmiagentError, ConfigError
+from amiagent.sim.worlds import connect
 from amiagent.sim.arm import (
     CLEARANCE_HORIZON,
     CONTACT_TOLERANCE,
@@ -166,15 +165,7 @@ class Workcell(World):
     def __init__(self, params: WorkcellParams | None = None):
         super().__init__(params)
         prm: WorkcellParams = self.params
-        mode = p.DIRECT
-        if prm.gui:
-            if os.environ.get("DISPLAY"):
-                mode = p.GUI
-            else:
-                log.warning("%s: gui=True but no DISPLAY is set; running headless (DIRECT)", self.name)
-        with c_output_silenced():  # connecting prints `argv[0]=`
-            self.client = BulletClient(connection_mode=mode)
-        self._gui = mode == p.GUI
+        self.client, self._gui = connect(prm.gui, self.name)
         self._connected = True
         self.dt = float(prm.control_dt)
         self.substeps = round(prm.control_dt * prm.physics_hz)

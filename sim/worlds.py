@@ -108,6 +108,21 @@ class Scene:
     """Walls the task reports as keep-out boxes (outer walls are covered by workspace_bounds)."""
 
 
+def connect(gui: bool, name: str) -> tuple[BulletClient, bool]:
+    """A world's own pybullet client: a GUI window when asked and a display exists, else headless.
+
+    Returns the client and whether it has a GUI.
+    """
+    mode = p.DIRECT
+    if gui:
+        if os.environ.get("DISPLAY"):
+            mode = p.GUI
+        else:
+            log.warning("%s: gui=True but no DISPLAY is set; running headless (DIRECT)", name)
+    with c_output_silenced():  # connecting prints `argv[0]=`
+        return BulletClient(connection_mode=mode), mode == p.GUI
+
+
 class PybulletWorld(World):
     """Shared machinery of the sim worlds; subclasses draw a `Scene` in `_scene(rng)`.
 
@@ -122,15 +137,7 @@ class PybulletWorld(World):
     def __init__(self, params: SimParams | None = None):
         super().__init__(params)
         prm: SimParams = self.params
-        mode = p.DIRECT
-        if prm.gui:
-            if os.environ.get("DISPLAY"):
-                mode = p.GUI
-            else:
-                log.warning("%s: gui=True but no DISPLAY is set; running headless (DIRECT)", self.name)
-        with c_output_silenced():  # connecting prints `argv[0]=`
-            self.client = BulletClient(connection_mode=mode)
-        self._gui = mode == p.GUI
+        self.client, self._gui = connect(prm.gui, self.name)
         self._connected = True
         self.dt = float(prm.control_dt)
         self.substeps = round(prm.control_dt * prm.physics_hz)
