@@ -2,6 +2,7 @@
 
     amiagent run [hydra overrides...]     run an agent in a world (runtime=ray by default), write a run directory
     amiagent eval [hydra overrides...]    seeded episodes summarised: table, eval.csv, eval.json, eval.png
+    amiagent collect [hydra overrides...] reward-free episodes (camera frames, states, actions) into an HDF5 file
     amiagent swap [AGENT] MODULE k=v...   hot-swap one module's plugin in a running agent
     amiagent agents                       list running agents and what their modules run
     amiagent plugins                      list installed plugins and whether they load
@@ -222,6 +223,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, so files are closed on the way out as with Ctrl-C."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from amiagent import registry
+    from amiagent.build import build_world
+    from amiagent.collect import CollectConfig, collect, make_policy, supports_collect
+    from amiagent.config import load_config, to_yaml
+
+    cfg = load_config(args.overrides, config_name="collect")
+    config = CollectConfig.from_config(cfg)
+    world_name = cfg["world"]["name"]
+    if not supports_collect(registry.load_class("world", world_name)):
+        fit = [n for n in registry.names("world") if supports_collect(registry.load_class("world", n))]
+        raise AmiagentError(f"collect needs a point-robot world with a camera; {world_name!r} has none. "
+                            f"Choose world={' | '.join(fit)}")
+    cfg["world"]["params"]["camera"] = True  # the frames are the point of the data, whatever the overrides say
+    if args.cfg:
+        print(to_yaml(cfg))
+        return 0
+    policy = make_policy(cfg["policy"])
+    console = _console()
+    label = f"collect {policy.name} in {world_name}"
+    world = build_world(cfg["world"])
+    try:
+        with _progress(console, config.progress) as progress, _sigterm_interrupts():
+            bars = []  # the bar shows once the file is open and checked
+
+            def on_episode(done: int, total: int) -> None:
+                if not bars:
+                    bars.append(progress.add_task(label, total=total, status=""))
+                progress.update(bars[0], completed=done, status=f"-> {config.data}")
+
+            result = collect(world, policy, config, on_episode=on_episode)
+    finally:
+        world.close()
+    size = world.params.image_size
+    rate = result.frames / result.seconds if result.seconds > 0 else 0.0
+    console.print(f"{result.path}: {result.episodes} complete episode(s), {result.new} new: {result.frames} "
+                  f"frames of {size}x{size} in {result.seconds:.1f} s ({rate:.0f} frames/s); "
+                  f"file {result.bytes / 2**20:.1f} MiB")
+    return 0
+
+
 def _start_agent(cfg: dict, console):
     """The agent of a composed config under its runtime, and the Ray session it opened (or None)."""
     from amiagent.build import build_agent
@@ -377,6 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="PATH", help="also write the eval JSON here")
     ev.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     ev.set_defaults(func=cmd_eval)
+
+    col = sub.add_parser("collect", help="reward-free episodes into an HDF5 file (world=... policy=random|"
+                                         "noisy_expert episodes=N data=PATH)",
+                         description="Runs `episodes` seeded episodes (seeds seed, seed+1, ...) of `steps` control "
+                                     "steps with a scripted policy and the world's top-down camera on, and writes "
+                                     "frames, states and actions to `data` (HDF5, see amiagent.collect). Running it "
+                                     "again resumes the file; overwrite=true starts it afresh.")
+    col.add_argument("overrides", nargs="*",
+                     help="Hydra overrides, e.g. world=two_rooms policy=noisy_expert episodes=200 policy.params.noise=0.5")
+    col.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    col.set_defaults(func=cmd_collect)
 
     swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
                           usage="amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...] [--endpoint E]",

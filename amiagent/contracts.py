@@ -57,7 +57,9 @@ class Task:
     world imposes (e.g. `keep_out: {circles: [[x, y, r]], boxes: [[cx, cy, hx, hy]]}`,
     `speed_limit: {limit: 1.5}`); plain lists so a task crosses the wire as is.
     `goal_tolerance`: distance (m) that counts as reached. `max_steps`: control
-    steps before the episode ends.
+    steps before the episode ends. `goal_observation`: what the body would
+    observe at the goal, at rest (goals given as images); None when the world
+    has no camera.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Task:
     constraints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     goal_tolerance: float = 0.2
     max_steps: int = 400
+    goal_observation: Observation | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.goal or not all(math.isfinite(float(g)) for g in self.goal):

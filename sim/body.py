@@ -25,6 +25,7 @@ holds; `estop()` latches braking until `release()`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,10 @@ class PointRobot(Body):
 
     The robot exists in pybullet only after `spawn(x, y)`, which the world calls
     on every reset; until then `observe` and `command` raise BodyError.
+
+    `cameras`: image name -> a callable returning the frame now, (h, w, 3)
+    uint8; the world fills it when it has a camera, and `observe` puts each
+    frame in `Observation.images`. Empty: observations carry no images.
     """
 
     JOINTS = (0, 1)
@@ -84,6 +89,7 @@ class PointRobot(Body):
         self._fx = CARRIAGE_MASS + self.mass
         self._fy = self.mass
         self._closed = False
+        self.cameras: dict[str, Callable[[], np.ndarray]] = {}
         self._clear(0.0, 0.0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,12 +115,17 @@ class PointRobot(Body):
             c.changeDynamics(self.body_id, link, linearDamping=0.0, angularDamping=0.0, jointDamping=0.0)
         # The default velocity motors would act as friction; force 0 disables them.
         c.setJointMotorControlArray(self.body_id, self.JOINTS, p.VELOCITY_CONTROL, forces=[0.0, 0.0])
-        c.resetJointState(self.body_id, 0, float(x), 0.0)
-        c.resetJointState(self.body_id, 1, float(y), 0.0)
-        self._clear(float(x), float(y))
+        self.place(x, y)
         # Bound once: BulletClient builds a new partial on every attribute access.
         self._set_forces = c.setJointMotorControlArray
         self._joint_states = c.getJointStates
+
+    def place(self, x: float, y: float) -> None:
+        """Put the spawned robot at rest at (x, y); clears commands, latches and clock, as `spawn` does."""
+        c = self._client
+        c.resetJointState(self.body_id, 0, float(x), 0.0)
+        c.resetJointState(self.body_id, 1, float(y), 0.0)
+        self._clear(float(x), float(y))
 
     def _clear(self, x: float, y: float) -> None:
         self.steps = 0
@@ -139,10 +150,15 @@ class PointRobot(Body):
         return self.steps * self.h
 
     def observe(self) -> Observation:
-        """Time (s) and state (x, y, vx, vy) in m and m/s, read from pybullet's joint states."""
+        """Time (s) and state (x, y, vx, vy) in m and m/s, read from pybullet's joint states.
+
+        With `cameras`, `images` holds each camera's frame, rendered now.
+        """
         self._check_live()
         sx, sy = self._client.getJointStates(self.body_id, self.JOINTS)
         state = np.array([sx[0], sy[0], sx[1], sy[1]], dtype=np.float64)
+        if self.cameras:
+            return Observation(t=self.t, state=state, images={k: render() for k, render in self.cameras.items()})
         return Observation(t=self.t, state=state)
 
     def command(self, action: Any) -> None:

@@ -10,10 +10,17 @@ Keep-out zones are visible volumes (red, translucent, no collision): the robot
 can drive through them, and the world counts it. Walls are real collision boxes.
 Ground truth (`violations()`) is measured every physics substep from pybullet's
 own state, independent of any agent cost; see `amiagent.sim.truth`.
+
+With `camera=True` every observation carries a top-down frame of the arena,
+`images["top"]` (see `amiagent.sim.camera`), and the task a `goal_observation`:
+the frame with the robot at rest on the goal. The goal marker is drawn only in
+the GUI, never in a frame (it would give the goal away in every frame), and
+the keep-out zones are flat floor markings, so the robot shows over them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -28,10 +35,11 @@ with c_output_silenced():  # pybullet prints its build time on import
     import pybullet as p
     from pybullet_utils.bullet_client import BulletClient
 
-from amiagent.contracts import Task, World, WorldLayout
+from amiagent.contracts import Observation, Task, World, WorldLayout
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.sim.body import PointRobot
-from amiagent.sim.geometry import Point, ZoneRules, random_zone, sample_zones, split_zones
+from amiagent.sim.camera import TopCamera
+from amiagent.sim.geometry import Point, ZoneRules, box_sd, random_zone, sample_zones, split_zones
 from amiagent.sim.truth import KINDS, GroundTruth
 
 log = logging.getLogger(__name__)
@@ -41,8 +49,12 @@ Bounds = tuple[tuple[float, float], tuple[float, float]]
 WALL_THICKNESS = 0.2
 WALL_HEIGHT = 0.5
 ZONE_HEIGHT = 0.4
+ZONE_MARK_HEIGHT = 0.01
+"""Height (m) of the zones with the camera on: floor markings the robot shows over (the renderer is opaque)."""
 CONTACT_TOLERANCE = 1e-3
 """A pybullet contact point counts as wall contact when its distance is below this (m)."""
+IMAGE_KEY = "top"
+"""Name of the top-down camera's frame in `Observation.images`."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class SimParams:
     stays valid. `max_steps`: control steps per episode. `goal_tolerance`:
     distance to goal (m) that counts as reached. `n_zones`: keep-out zones.
     `goal_in_keep_out`: put the goal inside a zone (an infeasible task).
+    `camera`: observations carry a top-down frame `images["top"]` of
+    `image_size` x `image_size` pixels (16 to 256), and tasks a goal observation.
     """
 
     gui: bool = False
@@ -71,6 +85,8 @@ class SimParams:
     goal_tolerance: float = 0.2
     n_zones: int = 2
     goal_in_keep_out: bool = False
+    camera: bool = False
+    image_size: int = 64
 
     max_zones: ClassVar[int] = 6
     """Most zones a world can place with a passage around each, for every seed."""
@@ -93,6 +109,11 @@ class SimParams:
             raise ConfigError(f"n_zones must be in [0, {self.max_zones}] for this world, got {self.n_zones}")
         if self.goal_in_keep_out and self.n_zones < 1:
             raise ConfigError("goal_in_keep_out needs n_zones >= 1 (the goal is put inside one zone)")
+        if not isinstance(self.camera, bool):
+            raise ConfigError(f"camera must be true or false, got {self.camera!r}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 256:
+            raise ConfigError(f"image_size must be a whole number of pixels in [16, 256], got {size!r}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,8 @@ class PybulletWorld(World):
 
     Attributes: `body` (the PointRobot), `dt` (control_dt, s), `substeps`
     (physics steps per control step), `client` (this world's BulletClient),
-    `task` (the current Task, None before the first reset).
+    `task` (the current Task, None before the first reset), `camera` (the
+    episode's TopCamera when params.camera is on, else None; set by reset).
     """
 
     name = "world"
@@ -147,6 +169,10 @@ class PybulletWorld(World):
         self._scene_now: Scene | None = None
         self._truth: GroundTruth | None = None
         self._wall_ids: frozenset[int] = frozenset()
+        self._goal_marker: int | None = None
+        self.camera: TopCamera | None = None
+        if prm.camera:
+            self.body.cameras = {IMAGE_KEY: self._render}
 
     # ------------------------------------------------------------------ episode
 
@@ -167,6 +193,14 @@ class PybulletWorld(World):
             c.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 0)
         self._build(scene)
         self.body.spawn(*scene.start)
+        goal_observation = None
+        if prm.camera:
+            # the robot visits the goal before any physics step, so the episode is the same with the camera off
+            self.camera = TopCamera(scene.bounds, prm.image_size)
+            self.body.place(*scene.goal)
+            goal_observation = Observation(t=0.0, state=np.array([scene.goal[0], scene.goal[1], 0.0, 0.0]),
+                                           images={IMAGE_KEY: self._render()})
+            self.body.place(*scene.start)
         if self._gui:
             c.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 1)
             c.resetDebugVisualizerCamera(cameraDistance=9.0, cameraYaw=0.0, cameraPitch=-70.0,
@@ -176,12 +210,12 @@ class PybulletWorld(World):
         circles, boxes = split_zones(scene.zones)
         self._truth = GroundTruth(circles, boxes, scene.bounds, prm.robot_radius, prm.speed_limit)
         self._scene_now = scene
-        self.task = self._make_task(scene)
+        self.task = self._make_task(scene, goal_observation)
         log.debug("%s: reset seed=%s start=%s goal=%s zones=%s", self.name, seed, scene.start, scene.goal, scene.zones)
         return self.task
 
     def _build(self, scene: Scene) -> None:
-        """Ground, walls (collision), zones (visual only) and a goal marker."""
+        """Ground, walls (collision), zones (visual only) and, in the GUI, a goal marker."""
         c = self.client
         (xmin, xmax), (ymin, ymax) = scene.bounds
         ground = c.createVisualShape(p.GEOM_BOX, halfExtents=[(xmax - xmin) / 2 + 0.5, (ymax - ymin) / 2 + 0.5, 0.005],
@@ -197,17 +231,33 @@ class PybulletWorld(World):
                                               basePosition=[cx, cy, WALL_HEIGHT / 2]))
         self._wall_ids = frozenset(wall_ids)
         red = [1.0, 0.1, 0.1, 0.35]
+        height = ZONE_MARK_HEIGHT if self.params.camera else ZONE_HEIGHT
         for zone in scene.zones:
             if len(zone) == 3:
-                vis = c.createVisualShape(p.GEOM_CYLINDER, radius=zone[2], length=ZONE_HEIGHT, rgbaColor=red)
+                vis = c.createVisualShape(p.GEOM_CYLINDER, radius=zone[2], length=height, rgbaColor=red)
             else:
-                vis = c.createVisualShape(p.GEOM_BOX, halfExtents=[zone[2], zone[3], ZONE_HEIGHT / 2], rgbaColor=red)
-            c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=vis, basePosition=[zone[0], zone[1], ZONE_HEIGHT / 2])
-        goal = c.createVisualShape(p.GEOM_CYLINDER, radius=self.params.goal_tolerance, length=0.01,
-                                   rgbaColor=[0.1, 0.8, 0.2, 0.8])
-        c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=goal, basePosition=[scene.goal[0], scene.goal[1], 0.005])
+                vis = c.createVisualShape(p.GEOM_BOX, halfExtents=[zone[2], zone[3], height / 2], rgbaColor=red)
+            c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=vis, basePosition=[zone[0], zone[1], height / 2])
+        self._goal_marker = None
+        if self._gui:
+            goal = c.createVisualShape(p.GEOM_CYLINDER, radius=self.params.goal_tolerance, length=0.01,
+                                       rgbaColor=[0.1, 0.8, 0.2, 0.8])
+            self._goal_marker = c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=goal,
+                                                  basePosition=[scene.goal[0], scene.goal[1], 0.005])
 
-    def _make_task(self, scene: Scene) -> Task:
+    def _render(self) -> np.ndarray:
+        """The camera's frame of the scene now; the GUI's goal marker is put under the floor meanwhile."""
+        if self._goal_marker is None:
+            return self.camera.render(self.client)
+        c, marker = self.client, self._goal_marker
+        pos, orn = c.getBasePositionAndOrientation(marker)
+        c.resetBasePositionAndOrientation(marker, [pos[0], pos[1], -1.0], orn)
+        try:
+            return self.camera.render(c)
+        finally:
+            c.resetBasePositionAndOrientation(marker, pos, orn)
+
+    def _make_task(self, scene: Scene, goal_observation: Observation | None = None) -> Task:
         prm: SimParams = self.params
         circles, boxes = split_zones(scene.zones)
         (xmin, xmax), (ymin, ymax) = scene.bounds
@@ -223,7 +273,30 @@ class PybulletWorld(World):
                                  "robot_radius": r},
         }
         return Task(name=self.name, goal=(float(scene.goal[0]), float(scene.goal[1])), constraints=constraints,
-                    goal_tolerance=float(prm.goal_tolerance), max_steps=int(prm.max_steps))
+                    goal_tolerance=float(prm.goal_tolerance), max_steps=int(prm.max_steps),
+                    goal_observation=goal_observation)
+
+    def place(self, x: float, y: float) -> None:
+        """Move the robot, at rest, to (x, y) before the episode's first step (e.g. to vary starts).
+
+        The disc must lie inside the bounds and clear of every wall; keep-out
+        zones are allowed (they do not collide). `layout().start` follows.
+        Raises AmiagentError after the first step or where the disc does not fit.
+        """
+        self._check_ready()
+        if self.body.steps:
+            raise AmiagentError(f"{self.name}: place() only before the episode's first step (reset first)")
+        scene, r = self._scene_now, float(self.params.robot_radius)
+        (xmin, xmax), (ymin, ymax) = scene.bounds
+        if not (xmin + r <= x <= xmax - r and ymin + r <= y <= ymax - r):
+            raise AmiagentError(f"{self.name}: cannot place the robot (radius {r} m) at ({x}, {y}): outside the "
+                                f"bounds {scene.bounds}")
+        for wall in scene.walls:
+            if box_sd(x, y, wall) < r:
+                raise AmiagentError(f"{self.name}: cannot place the robot (radius {r} m) at ({x}, {y}): it overlaps "
+                                    f"the wall {wall}")
+        self.body.place(float(x), float(y))
+        self._scene_now = dataclasses.replace(scene, start=(float(x), float(y)))
 
     # ------------------------------------------------------------------ stepping
 
