@@ -257,6 +257,11 @@ class Agent:
         """Module name -> the plain config spec it was built from (kept up to date by swaps)."""
         self.plugins: dict[str, str] = {}
         """Module name -> label of the plugin it runs (kept up to date by swaps)."""
+        self.safety_on_measured = False
+        """`agent.safety.state: measured`: the filter checks actions against the body's measured state
+        (obs.state) rather than perception's estimate; for planners in a learned latent space."""
+        self.goal_from_observation = False
+        """`agent.goal_from: observation`: the goal is perception's encoding of the task's goal observation."""
         self.safety_follows_planner = False
         self.safety_margin = 0.0
         """`agent.safety.extra_margin`: a cost swap rebuilds the filter's guardrails with it."""
@@ -271,6 +276,8 @@ class Agent:
         planning thread, so one-off start-up costs do not eat the first deadline.
         """
         settings = self.modules.configurator.configure(task)
+        if self.goal_from_observation:
+            settings = dataclasses.replace(settings, goal=self._encode_goal(task))
         self.apply(settings)
         self.task_settings = settings
         self._goal_tolerance = float(task.goal_tolerance)
@@ -334,10 +341,20 @@ class Agent:
         if self.hierarchy is not None:
             self.hierarchy.close()
 
+    def _encode_goal(self, task: Task) -> tuple[float, ...]:
+        if task.goal_observation is None:
+            raise ConfigError("agent.goal_from is 'observation' but the task has no goal observation: give the "
+                              "world a camera (world.params.camera=true)")
+        goal = self.modules.perception.encode(task.goal_observation)
+        self._validate_state(goal)
+        return tuple(float(v) for v in goal[0])
+
     def _goal_is_feasible(self, settings: Settings) -> bool:
         # some state that realises the goal, held for two steps, must satisfy every guardrail;
         # the filter's model and guardrails live in this process and answer even when modules are away
         model = getattr(self.safety, "world_model", None) or self.modules.world_model
+        if self.safety_on_measured:  # the goal is in the planner's states, not the filter's
+            model = self.modules.world_model
         cost = self.modules.cost
         if "cost" in self.down and self.safety is not None:
             cost = self.safety.cost
@@ -416,8 +433,9 @@ class Agent:
             infeasible = not (plan.feasible and self._subgoal_feasible)
             self.counters.infeasible_reports += int(infeasible and not self._below_infeasible)
             self._below_infeasible = infeasible
-        action, source = self._choose(index, state, plan, down)
-        action, filtered, reason, checked = self._filter(state, action)
+        measured = self._measured(obs) if self.safety_on_measured else state
+        action, source = self._choose(index, state, plan, down, measured)
+        action, filtered, reason, checked = self._filter(measured, action)
         halt = action is None
         if halt:  # not even braking gave a valid action: the body is told to stop
             action, source, checked = torch.zeros(self.modules.world_model.action_dim), "stop", True
@@ -727,9 +745,15 @@ class Agent:
         if bool((actions < wm.action_low - 1e-6).any() or (actions > wm.action_high + 1e-6).any()):
             raise ContractError(f"{what} leaves the world model's action bounds")
 
+    def _measured(self, obs: Observation) -> torch.Tensor:
+        """The body's measured state as the (1, S) tensor the safety filter checks."""
+        return torch.as_tensor(np.asarray(obs.state, dtype=np.float32)).reshape(1, -1)
+
     def _choose(self, index: int, state: torch.Tensor, plan: Plan | None,
-                down: frozenset[str] = frozenset()) -> tuple[torch.Tensor, str]:
-        """The action before filtering, and where it came from."""
+                down: frozenset[str] = frozenset(), measured: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, str]:
+        """The action before filtering, and where it came from. `measured`: the state the brake is computed
+        from (the filter's state)."""
         if plan is not None:
             return plan.actions[0], "plan"
         if self._last_plan is not None:
@@ -744,7 +768,7 @@ class Agent:
                 return action, "mode1"
             except Exception:
                 log.exception("the Mode-1 policy failed; braking")
-        brake = self._brake(state)
+        brake = self._brake(state if measured is None else measured)
         return (brake if brake is not None else torch.zeros(self.modules.world_model.action_dim)), "stop"
 
     def _filter(self, state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor | None, bool, str, bool]:

@@ -25,13 +25,16 @@ from amiagent.planning import SafetyFilter
 from amiagent.planning.hierarchy import Hierarchy, Level, LevelConfig
 
 AGENT_KEYS = {"name", "loop", "configurator", "perception", "world_model", "cost", "memory", "actor", "mode1", "safety",
-              "hierarchy"}
+              "hierarchy", "goal_from", "checkpoint"}
+"""`checkpoint`: a learned model's file, which the module sections interpolate (`${agent.checkpoint}`)."""
 PLUGIN_KEYS = {"name", "params"}
 TERM_KEYS = {"plugin", "weight", "params"}
 GUARDRAIL_KEYS = {"plugin", "params"}
 CRITIC_KEYS = {"name", "params", "weight"}
 COST_KEYS = {"terms", "guardrails", "critic"}
-SAFETY_KEYS = {"enabled", "directions", "extra_margin", "world_model"}
+SAFETY_KEYS = {"enabled", "directions", "extra_margin", "world_model", "state"}
+SAFETY_STATES = ("perceived", "measured")
+GOAL_SOURCES = ("task", "observation")
 LEVEL_MODULES = ("perception", "world_model", "cost", "actor")
 
 
@@ -123,6 +126,9 @@ def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
 
     `safety.world_model` may name a more conservative model than the planner's;
     `safety.extra_margin` (m) widens every guardrail's margin for the check.
+    `safety.state: measured` checks against the body's measured state (a
+    planner in a learned latent space still gets a physical check); the filter
+    then needs its own `world_model` over that state.
     """
     spec = check_keys("agent.safety", agent_cfg.get("safety"), SAFETY_KEYS)
     enabled = spec.get("enabled", True)
@@ -134,6 +140,12 @@ def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
     if isinstance(directions, bool) or not isinstance(directions, int) or directions < 0:
         raise ConfigError(f"agent.safety.directions must be an integer >= 0, got {directions!r}")
     margin = check_number("agent.safety.extra_margin", spec.get("extra_margin", 0.0))
+    state = spec.get("state", "perceived")
+    if state not in SAFETY_STATES:
+        raise ConfigError(f"agent.safety.state must be one of {SAFETY_STATES}, got {state!r}")
+    if state == "measured" and not spec.get("world_model"):
+        raise ConfigError("agent.safety.state: measured needs agent.safety.world_model, a model over the body's "
+                          "measured state (e.g. point_mass)")
     model_where = "agent.safety.world_model" if spec.get("world_model") else "agent.world_model"
     world_model = plugin("world_model", spec.get("world_model") or agent_cfg["world_model"], model_where)
     guardrails = build_cost(agent_cfg["cost"], terms=False, extra_margin=margin)
@@ -163,9 +175,15 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
             f"expects {modules.world_model.state_dim}: make their dimensions agree"
         )
     safety = build_safety(agent_cfg)
+    measured = (agent_cfg.get("safety") or {}).get("state", "perceived") == "measured"
     if safety is not None:
-        _check_models_agree(safety.world_model, modules.world_model)
+        _check_models_agree(safety.world_model, modules.world_model, same_states=not measured)
+    goal_from = agent_cfg.get("goal_from", "task")
+    if goal_from not in GOAL_SOURCES:
+        raise ConfigError(f"agent.goal_from must be one of {GOAL_SOURCES}, got {goal_from!r}")
     agent = Agent(modules, loop, safety=safety)
+    agent.safety_on_measured = safety is not None and measured
+    agent.goal_from_observation = goal_from == "observation"
     agent.safety_follows_planner = not (agent_cfg.get("safety") or {}).get("world_model")
     agent.safety_margin = check_number("agent.safety.extra_margin",
                                        (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
@@ -221,9 +239,12 @@ def build_hierarchy(spec: Any, where: str = "agent.hierarchy") -> Hierarchy | No
         raise
 
 
-def _check_models_agree(checker: WorldModel, planner: WorldModel) -> None:
-    """The safety filter's model must speak the planner's states and actions, with the same bounds."""
-    same = (checker.state_dim, checker.action_dim) == (planner.state_dim, planner.action_dim) and bool(
+def _check_models_agree(checker: WorldModel, planner: WorldModel, same_states: bool = True) -> None:
+    """The safety filter's model must speak the planner's states (unless it checks measured states) and
+    actions, with the same bounds."""
+    dims = (checker.state_dim, checker.action_dim) == (planner.state_dim, planner.action_dim) if same_states \
+        else checker.action_dim == planner.action_dim
+    same = dims and bool(
         torch.equal(checker.action_low, planner.action_low) and torch.equal(checker.action_high, planner.action_high)
     )
     if not same:

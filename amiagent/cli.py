@@ -3,6 +3,7 @@
     amiagent run [hydra overrides...]     run an agent in a world (runtime=ray by default), write a run directory
     amiagent eval [hydra overrides...]    seeded episodes summarised: table, eval.csv, eval.json, eval.png
     amiagent collect [hydra overrides...] reward-free episodes (camera frames, states, actions) into an HDF5 file
+    amiagent train [hydra overrides...]   a JEPA world model from collected episodes, checkpoints that resume
     amiagent swap [AGENT] MODULE k=v...   hot-swap one module's plugin in a running agent
     amiagent agents                       list running agents and what their modules run
     amiagent plugins                      list installed plugins and whether they load
@@ -43,6 +44,12 @@ def _compose(overrides: list[str]) -> tuple[dict, Any]:
     from amiagent.config import load_config
 
     cfg = load_config(overrides)
+    agent = cfg["agent"]
+    if agent.get("goal_from") == "observation" or (agent.get("perception") or {}).get("name") == "jepa":
+        # an agent that sees frames, or is given its goal as one, needs the world's camera
+        params = cfg["world"].setdefault("params", {})
+        if "camera" in params:
+            params["camera"] = True
     run = RunConfig.from_config(cfg)
     if cfg["runtime"]["name"] not in ("local", "ray"):
         raise AmiagentError(f"unknown runtime {cfg['runtime']['name']!r}; choose runtime=ray (the default) or "
@@ -279,6 +286,45 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from amiagent.config import check_keys, load_config, to_yaml
+    from amiagent.learning.jepa import JEPAConfig
+    from amiagent.learning.train import TrainConfig, train
+
+    cfg = load_config(args.overrides, config_name="train")
+    if args.cfg:
+        print(to_yaml(cfg))
+        return 0
+    spec = check_keys("world_model", cfg["world_model"], {"name", "model", "train"})
+    if spec.get("name") != "jepa":
+        raise AmiagentError(f"amiagent train knows world_model=jepa only, got {spec.get('name')!r}")
+    model_cfg = JEPAConfig.from_dict(dict(spec.get("model") or {}))
+    train_keys = set(TrainConfig.__dataclass_fields__)
+    train_cfg = TrainConfig(**check_keys("world_model.train", spec.get("train"), train_keys))
+    if cfg.get("data") in (None, "", "???"):
+        raise AmiagentError("amiagent train needs data=PATH: an HDF5 file from `amiagent collect`")
+    if not Path(cfg["data"]).exists():
+        raise AmiagentError(f"no data file at {cfg['data']}: collect one with `amiagent collect world=... "
+                            f"data={cfg['data']}`")
+    console = _console()
+    out = Path(cfg["out"])
+    with _progress(console, bool(cfg.get("progress", True))) as progress:
+        bar = progress.add_task(f"train jepa on {cfg['data']}", total=train_cfg.steps, status="")
+
+        def on_step(step: int, steps: int, parts: dict) -> None:
+            progress.update(bar, completed=step, status=f"loss {parts['loss']:.4f}")
+
+        result = train(cfg["data"], out, model_cfg, train_cfg, progress=on_step, resume=bool(cfg.get("resume", True)))
+    final = result.final
+    console.print(f"{result.checkpoint}: {result.steps} steps in {result.seconds / 60:.1f} min; held-out "
+                  f"prediction {final['val_prediction']:.4g} (copy-last baseline {final['val_copy_baseline']:.4g}), "
+                  f"effective rank {final['val_effective_rank']:.1f} of {model_cfg.latent_dim}, "
+                  f"min per-dim std {final['val_std_min']:.3f}, probe position RMSE "
+                  f"{final['val_probe_position_rmse']:.3f} m")
+    console.print(f"metrics: {out.with_suffix('.metrics.csv')}, plot: {out.with_suffix('.png')}")
+    return 0
+
+
 def _start_agent(cfg: dict, console):
     """The agent of a composed config under its runtime, and the Ray session it opened (or None)."""
     from amiagent.build import build_agent
@@ -445,6 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Hydra overrides, e.g. world=two_rooms policy=noisy_expert episodes=200 policy.params.noise=0.5")
     col.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     col.set_defaults(func=cmd_collect)
+
+    tr = sub.add_parser("train", help="train a JEPA world model on collected episodes (world_model=jepa "
+                                      "data=PATH out=PATH)",
+                        description="Trains the encoder, predictor and probe of world_model=jepa on the episodes in "
+                                    "`data` (from amiagent collect) into the checkpoint `out`, with loss curves and "
+                                    "collapse diagnostics in <out>.metrics.csv and <out>.png. Running it again on the "
+                                    "same `out` resumes up to world_model.train.steps; resume=false starts afresh.")
+    tr.add_argument("overrides", nargs="*",
+                    help="Hydra overrides, e.g. data=data/open_field.h5 out=models/open_field.pt "
+                         "world_model.model.regularizer=sigreg world_model.train.max_minutes=10")
+    tr.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    tr.set_defaults(func=cmd_train)
 
     swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
                           usage="amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...] [--endpoint E]",

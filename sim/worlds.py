@@ -71,6 +71,10 @@ class SimParams:
     `goal_in_keep_out`: put the goal inside a zone (an infeasible task).
     `camera`: observations carry a top-down frame `images["top"]` of
     `image_size` x `image_size` pixels (16 to 256), and tasks a goal observation.
+    `camera_zones`: draw the keep-out zones in camera frames. They are virtual
+    markings the agent is told about through the task's constraints, not
+    obstacles, so frames leave them out by default: a learned encoder then
+    spends its latent on the robot and the walls, not on each episode's zones.
     """
 
     gui: bool = False
@@ -87,6 +91,7 @@ class SimParams:
     goal_in_keep_out: bool = False
     camera: bool = False
     image_size: int = 64
+    camera_zones: bool = False
 
     max_zones: ClassVar[int] = 6
     """Most zones a world can place with a passage around each, for every seed."""
@@ -109,8 +114,9 @@ class SimParams:
             raise ConfigError(f"n_zones must be in [0, {self.max_zones}] for this world, got {self.n_zones}")
         if self.goal_in_keep_out and self.n_zones < 1:
             raise ConfigError("goal_in_keep_out needs n_zones >= 1 (the goal is put inside one zone)")
-        if not isinstance(self.camera, bool):
-            raise ConfigError(f"camera must be true or false, got {self.camera!r}")
+        for name in ("camera", "camera_zones"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         size = self.image_size
         if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 256:
             raise ConfigError(f"image_size must be a whole number of pixels in [16, 256], got {size!r}")
@@ -169,7 +175,7 @@ class PybulletWorld(World):
         self._scene_now: Scene | None = None
         self._truth: GroundTruth | None = None
         self._wall_ids: frozenset[int] = frozenset()
-        self._goal_marker: int | None = None
+        self._hidden: list[int] = []
         self.camera: TopCamera | None = None
         if prm.camera:
             self.body.cameras = {IMAGE_KEY: self._render}
@@ -231,31 +237,38 @@ class PybulletWorld(World):
                                               basePosition=[cx, cy, WALL_HEIGHT / 2]))
         self._wall_ids = frozenset(wall_ids)
         red = [1.0, 0.1, 0.1, 0.35]
-        height = ZONE_MARK_HEIGHT if self.params.camera else ZONE_HEIGHT
-        for zone in scene.zones:
+        prm: SimParams = self.params
+        height = ZONE_MARK_HEIGHT if prm.camera else ZONE_HEIGHT
+        zones_seen = not prm.camera or prm.camera_zones
+        self._hidden = []  # drawn for the GUI, kept out of camera frames
+        for zone in scene.zones if zones_seen or self._gui else ():
             if len(zone) == 3:
                 vis = c.createVisualShape(p.GEOM_CYLINDER, radius=zone[2], length=height, rgbaColor=red)
             else:
                 vis = c.createVisualShape(p.GEOM_BOX, halfExtents=[zone[2], zone[3], height / 2], rgbaColor=red)
-            c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=vis, basePosition=[zone[0], zone[1], height / 2])
-        self._goal_marker = None
+            body = c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=vis,
+                                     basePosition=[zone[0], zone[1], height / 2])
+            if not zones_seen:
+                self._hidden.append(body)
         if self._gui:
-            goal = c.createVisualShape(p.GEOM_CYLINDER, radius=self.params.goal_tolerance, length=0.01,
+            goal = c.createVisualShape(p.GEOM_CYLINDER, radius=prm.goal_tolerance, length=0.01,
                                        rgbaColor=[0.1, 0.8, 0.2, 0.8])
-            self._goal_marker = c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=goal,
-                                                  basePosition=[scene.goal[0], scene.goal[1], 0.005])
+            self._hidden.append(c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=goal,
+                                                  basePosition=[scene.goal[0], scene.goal[1], 0.005]))
 
     def _render(self) -> np.ndarray:
-        """The camera's frame of the scene now; the GUI's goal marker is put under the floor meanwhile."""
-        if self._goal_marker is None:
+        """The camera's frame of the scene now; what only the GUI shows is put under the floor meanwhile."""
+        if not self._hidden:
             return self.camera.render(self.client)
-        c, marker = self.client, self._goal_marker
-        pos, orn = c.getBasePositionAndOrientation(marker)
-        c.resetBasePositionAndOrientation(marker, [pos[0], pos[1], -1.0], orn)
+        c = self.client
+        poses = [c.getBasePositionAndOrientation(body) for body in self._hidden]
+        for body, (pos, orn) in zip(self._hidden, poses):
+            c.resetBasePositionAndOrientation(body, [pos[0], pos[1], -1.0], orn)
         try:
             return self.camera.render(c)
         finally:
-            c.resetBasePositionAndOrientation(marker, pos, orn)
+            for body, (pos, orn) in zip(self._hidden, poses):
+                c.resetBasePositionAndOrientation(body, pos, orn)
 
     def _make_task(self, scene: Scene, goal_observation: Observation | None = None) -> Task:
         prm: SimParams = self.params

@@ -40,3 +40,35 @@ def ray_cluster():
     yield cluster
     session.close()
     cluster.shutdown()
+
+
+TINY_MODEL = {"latent_dim": 8, "channels": (8, 8), "keypoints": 8, "hidden": 32, "horizon": 2}
+"""A JEPA small enough to train in seconds: for tests of the machinery, not of planning quality."""
+
+
+@pytest.fixture(scope="session")
+def tiny_episodes(tmp_path_factory):
+    """12 reward-free episodes of 40 steps in open_field, collected with the real camera (about 1 s)."""
+    from amiagent.build import build_world
+    from amiagent.collect import CollectConfig, collect, make_policy
+
+    path = tmp_path_factory.mktemp("episodes") / "open_field.h5"
+    world = build_world({"name": "open_field", "params": {"camera": True}})
+    try:
+        collect(world, make_policy({"name": "noisy_expert"}),
+                CollectConfig(episodes=12, steps=40, data=str(path), progress=False))
+    finally:
+        world.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_episodes, tmp_path_factory):
+    """A tiny JEPA trained for 20 steps on `tiny_episodes`."""
+    from amiagent.learning.jepa import JEPAConfig
+    from amiagent.learning.train import TrainConfig, train
+
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    train(tiny_episodes, path, JEPAConfig(**TINY_MODEL),
+          TrainConfig(steps=20, batch=16, eval_every=10, checkpoint_every=10, probe_steps=20))
+    return path

@@ -87,15 +87,32 @@ def test_the_robot_shows_where_it_is_and_its_pixels_follow_it(make):
     assert not changed[~(robot_pixels(before) | robot_pixels(after))].any()
 
 
+def red_pixels(f):
+    r, g, b = (f[..., k].astype(int) for k in range(3))
+    return ((r > 200) & (g < 60) & (b < 60)).sum()
+
+
+def test_keep_out_zones_are_left_out_of_frames_unless_asked_for(make):
+    plain = make(OpenField, camera=True, n_zones=3)
+    plain.reset(2)
+    assert red_pixels(frame(plain)) == 0
+    # and the frame is the one a world without zones gives
+    bare = make(OpenField, camera=True, n_zones=0)
+    bare.reset(2)
+    bare.place(*plain.body.state[:2])
+    assert np.array_equal(frame(plain), frame(bare))
+
+
 def test_the_goal_marker_is_never_in_a_frame_but_zones_and_walls_are(make):
-    for name, cls, params in (("open_field", OpenField, {"n_zones": 3}), ("two_rooms", TwoRooms, {})):
+    for name, cls, params in (("open_field", OpenField, {"n_zones": 3, "camera_zones": True}),
+                              ("two_rooms", TwoRooms, {})):
         world = make(cls, camera=True, **params)
         task = world.reset(2)
         for f in (frame(world), task.goal_observation.images[IMAGE_KEY]):
             r, g, b = (f[..., k].astype(int) for k in range(3))
             assert not ((g > 150) & (r < 100) & (b < 100)).any(), f"{name}: a green goal marker is in the frame"
             if name == "open_field":
-                assert ((r > 200) & (g < 60) & (b < 60)).sum() > 20, "the keep-out zones are missing"
+                assert red_pixels(f) > 20, "the keep-out zones are missing"
             else:
                 grey = (np.abs(r - 114) < 10) & (np.abs(b - 127) < 10)
                 assert grey.sum() > 100, "the walls are missing"
@@ -105,21 +122,23 @@ def test_the_goal_marker_is_never_in_a_frame_but_zones_and_walls_are(make):
 
 def test_with_a_gui_the_goal_marker_is_hidden_from_the_camera_only(make):
     world = make(OpenField, camera=True)
-    world._gui = True  # as if a window were open (headless here): the world builds its goal marker
+    world._gui = True  # as if a window were open (headless here): the world builds its goal marker and zones
     task = world.reset(2)
 
     def green(f):
         r, g, b = (f[..., k].astype(int) for k in range(3))
         return ((g > 150) & (r < 100) & (b < 100)).sum()
 
-    assert green(world.camera.render(world.client)) > 0  # the marker is in the scene
+    scene = world.camera.render(world.client)
+    assert green(scene) > 0 and red_pixels(scene) > 0  # the marker and zones are in the scene
     assert green(frame(world)) == 0 and green(task.goal_observation.images[IMAGE_KEY]) == 0
-    marker_at = world.client.getBasePositionAndOrientation(world._goal_marker)[0]
+    assert red_pixels(frame(world)) == 0
+    marker_at = world.client.getBasePositionAndOrientation(world._hidden[-1])[0]
     np.testing.assert_allclose(marker_at[:2], task.goal)  # and back in place for the window
 
 
 def test_the_robot_shows_over_keep_out_zones(make):
-    world = make(OpenField, camera=True, n_zones=1)
+    world = make(OpenField, camera=True, camera_zones=True, n_zones=1)
     world.reset(3)
     zone = world.layout().circles[0] if world.layout().circles else world.layout().boxes[0]
     world.place(zone[0], zone[1])

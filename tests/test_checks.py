@@ -17,9 +17,16 @@ PLUGINS = sorted(
 )
 
 
+NEEDS_CHECKPOINT = {("perception", "jepa"), ("world_model", "jepa")}
+"""Plugins that load a trained model: checked with the tiny one the test session trains."""
+
+
 @pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=[f"{k}.{n}" for k, n in PLUGINS])
-def test_first_party_plugin_passes_its_checker(kind, name):
-    checks.check(kind, registry.create(kind, name))
+def test_first_party_plugin_passes_its_checker(kind, name, request):
+    params = {}
+    if (kind, name) in NEEDS_CHECKPOINT:
+        params = {"checkpoint": str(request.getfixturevalue("tiny_checkpoint"))}
+    checks.check(kind, registry.create(kind, name, params))
 
 
 def test_every_shipped_kind_has_a_checked_plugin():
