@@ -4,11 +4,12 @@
     amiagent eval [hydra overrides...]    seeded episodes summarised: table, eval.csv, eval.json, eval.png
     amiagent collect [hydra overrides...] reward-free episodes (camera frames, states, actions) into an HDF5 file
     amiagent train [hydra overrides...]   a JEPA world model from collected episodes, checkpoints that resume
+    amiagent distill [hydra overrides...] a Mode-1 policy distilled from the Mode-2 agent's plans
     amiagent swap [AGENT] MODULE k=v...   hot-swap one module's plugin in a running agent
     amiagent agents                       list running agents and what their modules run
     amiagent plugins                      list installed plugins and whether they load
     amiagent check KIND NAME              run the contract checker on one plugin
-    amiagent bench {bus,plan,loop,hierarchy} [--json P]   benchmarks against a reference timed in the same run
+    amiagent bench {bus,plan,loop,hierarchy,jepa} [--json P]   benchmarks against a reference timed in the same run
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from amiagent.errors import AmiagentError
 
-BENCHES = ("bus", "plan", "loop", "hierarchy")
+BENCHES = ("bus", "plan", "loop", "hierarchy", "jepa")
 
 log = logging.getLogger("amiagent")
 
@@ -325,6 +326,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    import torch
+
+    from amiagent.config import load_config, to_yaml
+    from amiagent.learning.distill import DistillConfig, distill
+
+    cfg = load_config(args.overrides, config_name="distill")
+    if args.cfg:
+        print(to_yaml(cfg))
+        return 0
+    config = DistillConfig.from_mapping({**(cfg.get("distill") or {}), "episodes": cfg["episodes"], "seed": cfg["seed"]})
+    torch.set_num_threads(int(cfg.get("torch_threads") or torch.get_num_threads()))
+    console = _console()
+    label = f"{cfg['agent']['name']} in {cfg['world']['name']}"
+    with _progress(console, bool(cfg.get("progress", True))) as progress:
+        record = progress.add_task(f"record Mode-2 plans: {label}", total=config.total_episodes, status="")
+        fit = progress.add_task("fit Mode-1 policy", total=config.epochs * (config.dagger_rounds + 1), status="")
+
+        def on_episode(done: int, total: int, status: str) -> None:
+            driver = "Mode 2 drives" if done <= config.episodes else "Mode 1 drives (DAgger)"
+            progress.update(record, completed=done, status=f"{driver}: {status}")
+
+        def on_epoch(epoch: int, epochs: int, row: dict) -> None:
+            progress.update(fit, completed=epoch, status=f"round {row['round']}: loss {row['train_loss']:.4f}, "
+                                                        f"validation {row['val_loss']:.4f}")
+
+        result = distill(cfg["agent"], cfg["world"], config, cfg["out"], on_episode=on_episode, on_epoch=on_epoch)
+    best = result.history[result.kept_epoch - 1]
+    last_seed = config.seed + config.total_episodes - 1
+    console.print(f"{result.checkpoint}: {result.samples} plans from {result.train_episodes} training + "
+                  f"{result.val_episodes} validation episode(s) (seeds {config.seed}..{last_seed}), "
+                  f"recorded in {result.collect_s:.1f} s, fitted in {result.train_s:.1f} s; kept epoch "
+                  f"{result.kept_epoch}: train loss {best['train_loss']:.4g}, validation {best['val_loss']:.4g}")
+    for r in result.rounds:
+        console.print(f"  round {r['round']}: {r['driver']} drove {r['episodes']} episode(s), reached "
+                      f"{r['reached']}; {r['plans']} plans recorded; validation loss after it {r['val_loss']:.4g}")
+    console.print(f"metrics: {result.checkpoint.with_suffix('.metrics.csv')}, plot: {result.checkpoint.with_suffix('.png')}")
+    console.print(f"Mode 1 alone: amiagent eval agent=mode1 world={cfg['world']['name']} runtime=local "
+                  f"agent.checkpoint={result.checkpoint} seed=0 episodes=50")
+    return 0
+
+
 def _start_agent(cfg: dict, console):
     """The agent of a composed config under its runtime, and the Ray session it opened (or None)."""
     from amiagent.build import build_agent
@@ -503,6 +546,19 @@ def build_parser() -> argparse.ArgumentParser:
                          "world_model.model.regularizer=sigreg world_model.train.max_minutes=10")
     tr.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     tr.set_defaults(func=cmd_train)
+
+    dis = sub.add_parser("distill", help="distil a Mode-1 policy from the Mode-2 agent's plans (agent=... world=... "
+                                         "episodes=N out=PATH)",
+                         description="Runs `episodes` seeded Mode-2 episodes (seeds seed, seed+1, ...; runtime local, "
+                                     "lockstep), records each cycle's state, goal and plan, and fits a policy network "
+                                     "to the plans by behaviour cloning (validation split by episode) into `out`, with "
+                                     "the loss per epoch in <out>.metrics.csv and <out>.png. Act with it alone through "
+                                     "agent=mode1, or as the Mode-2 actor's warm start (agent.actor.params.proposal).")
+    dis.add_argument("overrides", nargs="*",
+                     help="Hydra overrides, e.g. world=open_field episodes=40 out=models/mode1-open_field.pt "
+                          "distill.epochs=300")
+    dis.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    dis.set_defaults(func=cmd_distill)
 
     swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
                           usage="amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...] [--endpoint E]",

@@ -72,3 +72,25 @@ def tiny_checkpoint(tiny_episodes, tmp_path_factory):
     train(tiny_episodes, path, JEPAConfig(**TINY_MODEL),
           TrainConfig(steps=20, batch=16, eval_every=10, checkpoint_every=10, probe_steps=20))
     return path
+
+
+TINY_POLICY = {"episodes": 3, "dagger_rounds": 1, "dagger_episodes": 1, "seed": 1000, "hidden": 32, "epochs": 40,
+               "batch": 64}
+"""A Mode-1 policy distilled in seconds from 3 navigator episodes and one DAgger episode: for tests of the
+machinery, not of the policy's quality."""
+
+
+@pytest.fixture(scope="session")
+def tiny_distill(tmp_path_factory):
+    """The DistillResult of `TINY_POLICY` (navigator in open_field, seeds 1000-1003, at most 80 steps each)."""
+    from amiagent.learning.distill import DistillConfig, distill
+
+    cfg = load_config(["agent=navigator", "world=open_field", "runtime=local", "world.params.max_steps=80"])
+    path = tmp_path_factory.mktemp("mode1") / "tiny_policy.pt"
+    return distill(cfg["agent"], cfg["world"], DistillConfig(**TINY_POLICY), path)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_distill):
+    """The checkpoint of `tiny_distill`."""
+    return tiny_distill.checkpoint

@@ -17,21 +17,22 @@ PLUGINS = sorted(
 )
 
 
-NEEDS_CHECKPOINT = {("perception", "jepa"), ("world_model", "jepa")}
-"""Plugins that load a trained model: checked with the tiny one the test session trains."""
+NEEDS_CHECKPOINT = {("perception", "jepa"): "tiny_checkpoint", ("world_model", "jepa"): "tiny_checkpoint",
+                    ("actor", "policy"): "tiny_policy"}
+"""Plugins that load a trained model -> the session fixture that trains a tiny one for them to load."""
 
 
 @pytest.mark.parametrize(("kind", "name"), PLUGINS, ids=[f"{k}.{n}" for k, n in PLUGINS])
 def test_first_party_plugin_passes_its_checker(kind, name, request):
     params = {}
     if (kind, name) in NEEDS_CHECKPOINT:
-        params = {"checkpoint": str(request.getfixturevalue("tiny_checkpoint"))}
+        params = {"checkpoint": str(request.getfixturevalue(NEEDS_CHECKPOINT[(kind, name)]))}
     checks.check(kind, registry.create(kind, name, params))
 
 
 def test_every_shipped_kind_has_a_checked_plugin():
-    # critic and cost: no first-party plugin yet (the cost module is built from terms and guardrails)
-    assert {kind for kind, _ in PLUGINS} == set(checks.CHECKERS) - {"critic", "cost"}
+    # cost: no first-party plugin (the cost module is built from terms, guardrails and a critic)
+    assert {kind for kind, _ in PLUGINS} == set(checks.CHECKERS) - {"cost"}
 
 
 def test_geodesic_goal_distance_passes_checker():

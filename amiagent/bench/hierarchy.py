@@ -96,9 +96,42 @@ def summary(rows: list[dict[str, Any]], plan_ms: list[float], steps: list[float]
     }
 
 
+def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tuple[str, str], tuple[list, list, list]]:
+    """Run `jobs` over `workers` spawned processes with a progress bar per (world, agent) suite of
+    `per_suite` episodes; returns each suite's eval rows, planning ms and model steps per cycle."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    results: dict[tuple[str, str], tuple[list, list, list]] = {}
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch or pybullet state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool, Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        bars = {}
+        for job in jobs:
+            if (job.world, job.agent) not in bars:
+                bars[(job.world, job.agent)] = progress.add_task(f"{job.agent} in {job.world}", total=per_suite,
+                                                                 status="")
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            rows, plan_ms, steps = future.result()
+            got = results.setdefault((job.world, job.agent), ([], [], []))
+            got[0].extend(rows)
+            got[1].extend(plan_ms)
+            got[2].extend(steps)
+            wins = sum(r["success"] for r in got[0])
+            bad = sum(r["violations"] > 0 for r in got[0])
+            progress.update(bars[(job.world, job.agent)], advance=len(rows),
+                            status=f"success {wins}/{len(got[0])}, with violations {bad}")
+            if not console.is_terminal:  # a log: one line per finished work item instead of a live bar
+                console.print(f"{job.agent} in {job.world}: {len(got[0])}/{per_suite} episodes, "
+                              f"success {wins}, with violations {bad}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     parser = argparse.ArgumentParser(prog="amiagent bench hierarchy", description=__doc__.split("\n\n")[0])
@@ -120,29 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if not console.is_terminal:  # piped or logged: rich would assume 80 columns and squeeze the table
         console = Console(width=160)
-    results: dict[tuple[str, str], tuple[list, list, list]] = {}
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch or pybullet state
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool, Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), console=console,
-    ) as progress:
-        bars = {(w, a): progress.add_task(f"{a} in {w}", total=len(seeds), status="")
-                for w in worlds for a in SUITES[w]}
-        futures = {pool.submit(run_job, job): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            rows, plan_ms, steps = future.result()
-            got = results.setdefault((job.world, job.agent), ([], [], []))
-            got[0].extend(rows)
-            got[1].extend(plan_ms)
-            got[2].extend(steps)
-            wins = sum(r["success"] for r in got[0])
-            bad = sum(r["violations"] > 0 for r in got[0])
-            progress.update(bars[(job.world, job.agent)], advance=len(rows),
-                            status=f"success {wins}/{len(got[0])}, with violations {bad}")
-            if not console.is_terminal:  # a log: one line per finished work item instead of a live bar
-                console.print(f"{job.agent} in {job.world}: {len(got[0])}/{len(seeds)} episodes, "
-                              f"success {wins}, with violations {bad}")
+    results = run_jobs(jobs, len(seeds), args.jobs, console)
 
     table = Table(title=f"bench hierarchy: {args.episodes} seeded episodes each (seeds {seeds[0]}..{seeds[-1]}), "
                         "lockstep, local runtime")

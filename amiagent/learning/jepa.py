@@ -53,9 +53,9 @@ class JEPAConfig:
     """
 
     image_size: int = 64
-    latent_dim: int = 32
+    latent_dim: int = 8
     channels: tuple[int, ...] = (16, 16, 16)
-    keypoints: int = 16
+    keypoints: int = 8
     proprio_dims: tuple[int, ...] = (2, 3)
     hidden: int = 128
     probe_hidden: int = 0

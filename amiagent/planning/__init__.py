@@ -1,7 +1,7 @@
 """Planning: optimisers over action sequences, feasibility-first ranking, the safety filter."""
 
 from amiagent.planning.cem import CEMConfig, cem
-from amiagent.planning.common import Bounds, Result, feasibility_first, warm_start
+from amiagent.planning.common import Bounds, Result, best_start, feasibility_first, warm_start
 from amiagent.planning.mppi import MPPIConfig, mppi
 from amiagent.planning.safety import SafetyFilter, SafetyVerdict
 
@@ -12,6 +12,7 @@ __all__ = [
     "Result",
     "SafetyFilter",
     "SafetyVerdict",
+    "best_start",
     "cem",
     "feasibility_first",
     "mppi",

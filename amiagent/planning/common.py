@@ -76,6 +76,18 @@ def warm_start(previous: torch.Tensor | None, horizon: int, bounds: Bounds) -> t
     return bounds.clamp(shifted[:horizon])
 
 
+def best_start(evaluate: Evaluate, means: list[torch.Tensor], bounds: Bounds) -> torch.Tensor:
+    """The best of several (H, A) initial means, ranked feasibility first like any candidate.
+
+    E.g. the shifted previous plan and a Mode-1 policy's proposal: the search
+    starts from whichever the cost prefers, so a poor proposal costs one batch
+    of evaluations and never a worse start.
+    """
+    candidates = bounds.clamp(torch.stack(means))  # (M, H, A)
+    _, report = evaluate(candidates)
+    return candidates[int(feasibility_first(report.total, report.violation_total)[0])].clone()
+
+
 def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Bounds,
            keep: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> torch.Tensor:
     """(n, H, A) candidates around `mean`, inside the bounds; the first rows are `keep`, each (H, A).

@@ -9,11 +9,16 @@ import torch
 
 from amiagent.contracts import Actor, Cost, Plan, Settings, WorldModel
 from amiagent.errors import ConfigError
-from amiagent.planning import Bounds, CEMConfig, MPPIConfig, cem, mppi, warm_start
+from amiagent.planning import Bounds, CEMConfig, MPPIConfig, best_start, cem, mppi, warm_start
 
 
 class MPCActor(Actor):
-    """Receding-horizon planner, warm-started from the shifted previous plan."""
+    """Receding-horizon planner, warm-started from the shifted previous plan.
+
+    With `proposal` (a Mode-1 policy checkpoint) the policy's action sequence
+    from the current state is a second warm start: the search begins from
+    whichever of the two the cost ranks first.
+    """
 
     @dataclass(frozen=True)
     class Params:
@@ -28,6 +33,8 @@ class MPCActor(Actor):
         min_std: float = 0.05
         seed: int = 0
         warm_start: bool = True
+        proposal: str = ""
+        """Checkpoint of a Mode-1 policy (`amiagent distill`) proposing each plan's initial mean; "": none."""
 
         def __post_init__(self) -> None:
             if self.optimizer not in ("cem", "mppi"):
@@ -51,15 +58,24 @@ class MPCActor(Actor):
         self._previous: torch.Tensor | None = None
         self.world_model: WorldModel | None = None
         self.cost: Cost | None = None
+        self._proposer = None
+        if p.proposal:
+            from amiagent.plugins.actor.policy import PolicyActor
+
+            self._proposer = PolicyActor(PolicyActor.Params(checkpoint=p.proposal))
 
     def bind(self, world_model: WorldModel, cost: Cost) -> None:
         self.world_model, self.cost = world_model, cost
         self._bounds = Bounds(world_model.action_low, world_model.action_high)
+        if self._proposer is not None:
+            self._proposer.bind(world_model, cost)
 
     def apply(self, settings: Settings) -> None:
         if settings.horizon != self.horizon:
             self._previous = None
         self.horizon = settings.horizon
+        if self._proposer is not None:
+            self._proposer.apply(settings)
 
     def reset(self) -> None:
         self._previous = None
@@ -77,9 +93,12 @@ class MPCActor(Actor):
 
         previous = self._previous if self.params.warm_start else None
         mean = warm_start(previous, self.horizon, self._bounds)
+        if self._proposer is not None:
+            mean = best_start(evaluate, [mean, self._proposer.sequence(start)], self._bounds)
         std = (self.params.init_std * self._bounds.half_range).expand_as(mean).clone()
         result = self._optimise(evaluate, mean, std, self._bounds, self._config, self._generator)
         self._previous = result.actions
         info = {"plan_ms": (time.perf_counter() - started) * 1e3,
-                "model_steps": float(self._config.samples * self._config.iterations * self.horizon)}
+                "model_steps": float((self._config.samples * self._config.iterations
+                                      + 2 * (self._proposer is not None)) * self.horizon)}
         return Plan(result.actions, result.states, result.report, info)

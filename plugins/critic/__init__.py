@@ -1,0 +1,1 @@
+"""Critic plugins: trainable estimates of the cost beyond the planning horizon."""
