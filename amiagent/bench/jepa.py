@@ -10,7 +10,7 @@
 Prints the wall-clock of collect and train, the held-out training figures, and
 per agent the success rate (Wilson 95% CI), episodes with violations and the
 planning time per cycle p50/p99. `--reuse` keeps an existing data file and
-checkpoint (a checkpoint is still trained up to its step budget).
+evaluates an existing checkpoint as it is (its training time is the one it recorded).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, re
     from amiagent.collect import CollectConfig, collect, make_policy
     from amiagent.config import load_config
     from amiagent.learning.jepa import JEPAConfig
-    from amiagent.learning.train import TrainConfig, train
+    from amiagent.learning.train import TrainConfig, load_checkpoint, train
 
     out.mkdir(parents=True, exist_ok=True)
     data, checkpoint = out / f"{world}.h5", out / f"{world}.pt"
@@ -53,15 +53,18 @@ def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, re
     figures["collect_s"] = time.perf_counter() - started
     figures["frames"] = got.episodes * (steps + 1)
     console.print(f"collected {got.episodes} episodes ({figures['frames']} frames) in {figures['collect_s']:.0f} s")
-    spec = load_config(["world_model=jepa"], config_name="train")["world_model"]
-    train_cfg = TrainConfig(**{**spec["train"], "max_minutes": minutes})
-    started = time.perf_counter()
-    result = train(data, checkpoint, JEPAConfig.from_dict(spec["model"]), train_cfg, resume=reuse)
-    figures["train_s"] = time.perf_counter() - started
-    figures["train_steps"] = result.steps
-    figures["train_final"] = result.final
-    final = result.final
-    console.print(f"trained {result.steps} steps in {figures['train_s'] / 60:.1f} min: held-out prediction "
+    if reuse and checkpoint.exists():  # evaluate the model as it is
+        saved = load_checkpoint(checkpoint)
+        final = saved["history"][-1]
+        figures.update(train_s=float(final["seconds"]), train_steps=int(saved["step"]), train_final=final)
+    else:
+        spec = load_config(["world_model=jepa"], config_name="train")["world_model"]
+        train_cfg = TrainConfig(**{**spec["train"], "max_minutes": minutes})
+        started = time.perf_counter()
+        result = train(data, checkpoint, JEPAConfig.from_dict(spec["model"]), train_cfg, resume=False)
+        final = result.final
+        figures.update(train_s=time.perf_counter() - started, train_steps=result.steps, train_final=final)
+    console.print(f"trained {figures['train_steps']} steps in {figures['train_s'] / 60:.1f} min: held-out prediction "
                   f"{final['val_prediction']:.4g} (copy-last {final['val_copy_baseline']:.4g}), effective rank "
                   f"{final['val_effective_rank']:.2f}, probe position RMSE {final['val_probe_position_rmse']:.3f} m")
     return figures
