@@ -23,16 +23,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A JEPA trained for 250 steps on 80 reward-free open_field episodes of 60 steps."""
+    """A JEPA trained for 200 steps on 60 reward-free open_field episodes of 60 steps."""
     root = tmp_path_factory.mktemp("jepa")
     world = build_world({"name": "open_field", "params": {"camera": True, "n_zones": 0}})
     try:
         collect(world, make_policy({"name": "noisy_expert"}),
-                CollectConfig(episodes=80, steps=60, data=str(root / "data.h5"), progress=False))
+                CollectConfig(episodes=60, steps=60, data=str(root / "data.h5"), progress=False))
     finally:
         world.close()
     result = train(root / "data.h5", root / "jepa.pt", JEPAConfig(latent_dim=8, keypoints=8),
-                   TrainConfig(steps=250, batch=32, eval_every=50, probe_steps=200))
+                   TrainConfig(steps=200, batch=32, eval_every=100, probe_steps=100))
     assert result.final["val_probe_position_rmse"] < 0.5  # the latent knows where the robot is
     return root / "jepa.pt"
 
