@@ -135,8 +135,10 @@ def test_an_interrupted_collection_keeps_its_episodes_and_resumes_to_the_same_da
     # long enough (about 2.5 s) that the signal lands mid-collection, not after the last episode
     args = ["world=two_rooms", "policy=random", "episodes=60", "steps=20", "seed=3"]
     cmd = [sys.executable, "-m", "amiagent.cli", "-v", "collect", "progress=false", *args, f"data={path}"]
+    # a shell may start tests with SIGINT ignored, which a child inherits: give it the default back
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         for line in proc.stderr:  # logged once an episode is written and flushed
