@@ -41,8 +41,11 @@ def test_data_windows_follow_the_actions(tiny_episodes):
 def test_training_lowers_the_loss_without_collapse(tiny_episodes, tmp_path, regularizer, target):
     cfg = JEPAConfig(**{**TINY_MODEL, "regularizer": regularizer, "target": target,
                         "reg_weight": 10.0 if regularizer == "vicreg" else 1.0})
-    result = train(tiny_episodes, tmp_path / "m.pt", cfg,
-                   TrainConfig(steps=240, batch=16, eval_every=40, checkpoint_every=240, probe_steps=50))
+    try:  # both cores: nothing else runs meanwhile
+        result = train(tiny_episodes, tmp_path / "m.pt", cfg,
+                       TrainConfig(steps=240, batch=16, eval_every=40, checkpoint_every=240, probe_steps=50, threads=2))
+    finally:
+        torch.set_num_threads(1)  # the suite's setting (conftest)
     first, last = result.history[0], result.history[-1]
     assert last["train_loss"] < 0.8 * first["train_loss"]
     # the predictor has learned something about motion: it beats copying the last latent forward
