@@ -31,11 +31,9 @@ def checkpoint(tmp_path_factory):
                 CollectConfig(episodes=60, steps=60, data=str(root / "data.h5"), progress=False))
     finally:
         world.close()
-    try:  # both cores: nothing else runs meanwhile
-        result = train(root / "data.h5", root / "jepa.pt", JEPAConfig(latent_dim=8, keypoints=8),
-                       TrainConfig(steps=200, batch=32, eval_every=100, probe_steps=100, threads=2))
-    finally:
-        torch.set_num_threads(1)  # the suite's setting (conftest)
+    # one thread, as the suite runs: the model (and so the episodes) depends on the float summation order
+    result = train(root / "data.h5", root / "jepa.pt", JEPAConfig(latent_dim=8, keypoints=8),
+                   TrainConfig(steps=200, batch=32, eval_every=100, probe_steps=100))
     assert result.final["val_probe_position_rmse"] < 0.5  # the latent knows where the robot is
     return root / "jepa.pt"
 
