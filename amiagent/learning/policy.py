@@ -27,7 +27,6 @@ action bounds. Checkpoints hold plain tensors and values: they load with
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from amiagent.errors import ConfigError
+from amiagent.learning.checkpoints import load_payload, save_atomic
 
 CHECKPOINT_FORMAT = "amiagent.policy"
 ZONE_FEATURES = 7
@@ -198,25 +198,18 @@ class PolicyNet(nn.Module):
 
 def save_policy(path: str | Path, net: PolicyNet, history: list[dict], info: dict) -> Path:
     """Write a policy checkpoint atomically: config, weights (with normalisation and bounds), history, info."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "config": asdict(net.cfg), "model": net.state_dict(),
                "history": history, "info": info}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_atomic(payload, path)
 
 
 def load_policy(path: str | Path) -> tuple[PolicyNet, dict]:
     """The policy of a checkpoint (eval mode, no gradients) and its info (with `history`)."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ConfigError(f"no policy checkpoint at {path}: distil one with "
-                          "`amiagent distill agent=navigator world=open_field out=...`")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} is not an amiagent policy checkpoint (from `amiagent distill`)")
+    saved = load_payload(path, CHECKPOINT_FORMAT,
+                         f"no policy checkpoint at {path}: distil one with "
+                         "`amiagent distill agent=navigator world=open_field out=...`",
+                         f"{path} is not an amiagent policy checkpoint (from `amiagent distill`)")
     net = PolicyNet(PolicyConfig(**saved["config"]))
     net.load_state_dict(saved["model"])
     net.eval().requires_grad_(False)

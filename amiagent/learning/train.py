@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from amiagent.errors import ConfigError
+from amiagent.learning.checkpoints import load_payload, save_atomic
 from amiagent.learning.data import Episodes, load_episodes, world_params
 from amiagent.learning.jepa import JEPA, JEPAConfig, Normalizer
 from amiagent.learning.regularizers import effective_rank
@@ -227,27 +227,20 @@ def _info(episodes: Episodes, data: str | Path, cfg: TrainConfig) -> dict:
 def save_checkpoint(path: Path, model: JEPA, optimizer: torch.optim.Optimizer, generator: torch.Generator,
                     step: int, history: list, info: dict) -> None:
     """Write the checkpoint atomically (a crash mid-write leaves the previous one intact)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT, "version": 1, "config": model.cfg.as_dict(),
         "action_dim": model.action_dim, "state_dim": model.state_dim,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
         "step": step, "history": history, "info": info,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_atomic(payload, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint's contents, read with `weights_only=True` (tensors and plain values; no code runs)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"no JEPA checkpoint at {path}: train one with `amiagent train world_model=jepa data=...`")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} is not an amiagent JEPA checkpoint")
-    return saved
+    return load_payload(path, CHECKPOINT_FORMAT,
+                        f"no JEPA checkpoint at {path}: train one with `amiagent train world_model=jepa data=...`",
+                        f"{path} is not an amiagent JEPA checkpoint")
 
 
 def load_model(path: str | Path) -> tuple[JEPA, dict]:

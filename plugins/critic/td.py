@@ -19,6 +19,7 @@ import torch
 
 from amiagent.contracts import Critic, Settings
 from amiagent.errors import ConfigError, ContractError
+from amiagent.learning.checkpoints import load_payload, save_atomic
 from amiagent.learning.critic import ValueNet
 
 CHECKPOINT_FORMAT = "amiagent.critic.td"
@@ -103,20 +104,14 @@ class TDCritic(Critic):
             "gamma": self.gamma,
             "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return save_atomic(payload, path)
 
     def load(self, path: str | os.PathLike) -> None:
         """Load weights written by `save()`; they must match these params (dims, width, gamma)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"critic.td: no checkpoint at {path}: fit one with "
-                              "amiagent.learning.critic.fit_from_memory and save it with critic.save(path)")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"critic.td: {path} is not a critic.td checkpoint")
+        saved = load_payload(path, CHECKPOINT_FORMAT,
+                             f"critic.td: no checkpoint at {path}: fit one with "
+                             "amiagent.learning.critic.fit_from_memory and save it with critic.save(path)",
+                             f"critic.td: {path} is not a critic.td checkpoint")
         mine = {"state_dim": self.params.state_dim, "dims": list(self.index), "hidden": self.params.hidden,
                 "gamma": self.gamma}
         theirs = {k: saved.get(k) for k in mine}
