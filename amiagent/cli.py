@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from amiagent.errors import AmiagentError
+from amiagent.errors import AmiagentError, PluginError
 
 BENCHES = ("bus", "plan", "loop", "hierarchy", "jepa")
 
@@ -46,7 +46,7 @@ def _compose(overrides: list[str]) -> tuple[dict, Any]:
 
     cfg = load_config(overrides)
     agent = cfg["agent"]
-    if agent.get("goal_from") == "observation" or (agent.get("perception") or {}).get("name") == "jepa":
+    if agent.get("goal_from") == "observation" or _sees_frames(agent):
         # an agent that sees frames, or is given its goal as one, needs the world's camera
         params = cfg["world"].setdefault("params", {})
         if "camera" in params:
@@ -56,6 +56,21 @@ def _compose(overrides: list[str]) -> tuple[dict, Any]:
         raise AmiagentError(f"unknown runtime {cfg['runtime']['name']!r}; choose runtime=ray (the default) or "
                             "runtime=local")
     return cfg, run
+
+
+def _sees_frames(agent: dict) -> bool:
+    """Whether the perception of level 0, or of any hierarchy level, reads camera frames."""
+    from amiagent import registry
+
+    specs = [agent.get("perception")] + [(level or {}).get("perception") for level in
+                                         (agent.get("hierarchy") or {}).values()]
+    for name in {spec["name"] for spec in specs if isinstance(spec, dict) and isinstance(spec.get("name"), str)}:
+        try:
+            if getattr(registry.load_class("perception", name), "needs_images", False):
+                return True
+        except PluginError:  # the build names the unknown plugin, with the installed ones
+            continue
+    return False
 
 
 @contextlib.contextmanager

@@ -254,6 +254,8 @@ class Perception(Module):
 
     kind = "perception"
     state_dim: int = 0
+    needs_images: bool = False
+    """True for a perception that reads camera frames: `run` and `eval` switch the world's camera on for it."""
 
     def encode(self, obs: Observation | Sequence[Observation]) -> torch.Tensor:
         """(B, D) float32 state for one observation (B = 1) or a sequence of B."""

@@ -205,3 +205,26 @@ def test_place_puts_the_robot_at_rest_before_the_first_step_only(make):
 def test_camera_settings_are_checked(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         SimParams(**bad)
+
+
+def test_run_and_eval_switch_the_camera_on_for_a_perception_that_reads_frames():
+    """`needs_images` on the perception class (level 0 or any hierarchy level) turns the world's camera on."""
+    from amiagent import registry
+    from amiagent.cli import _compose
+    from amiagent.contracts import Perception
+
+    class Frames(Perception):
+        needs_images = True
+
+    registry.register("perception", "test_frames", Frames)
+    try:
+        assert not _compose(["agent=navigator", "world=open_field"])[0]["world"]["params"]["camera"]
+        own = _compose(["agent=navigator", "world=open_field", "agent.perception.name=test_frames"])
+        assert own[0]["world"]["params"]["camera"] is True
+        above = _compose(["agent=hierarchical", "world=two_rooms",
+                          "agent.hierarchy.waypoints.perception.name=test_frames"])
+        assert above[0]["world"]["params"]["camera"] is True
+        unknown = _compose(["agent=navigator", "world=open_field", "agent.perception.name=no_such_perception"])
+        assert not unknown[0]["world"]["params"]["camera"]  # the build names the unknown plugin later
+    finally:
+        registry.unregister("perception", "test_frames")

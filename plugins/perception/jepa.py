@@ -21,6 +21,8 @@ from amiagent.learning.train import shared_model
 class JEPAPerception(Perception):
     """Encodes `obs.images[image_key]` and the fused proprioceptive dims with a trained JEPA encoder."""
 
+    needs_images = True
+
     @dataclass(frozen=True)
     class Params:
         checkpoint: str = ""
