@@ -197,6 +197,26 @@ def test_task_and_settings_converters_round_trip():
     assert settings_from_message(decode(encode("settings", settings_to_fields(st_)))) == st_
 
 
+def test_task_carries_its_goal_observation_and_rejects_a_malformed_one():
+    frame = np.zeros((8, 8, 3), dtype=np.uint8)
+    frame[2, 3] = (38, 89, 229)
+    seen = Observation(t=0.0, state=np.array([1.0, 2.0, 0.0, 0.0]), images={"top": frame})
+    task = Task(name="reach", goal=(1.0, 2.0), goal_tolerance=0.3, max_steps=50, goal_observation=seen)
+    back = task_from_message(decode(encode("task", task_to_fields(task))))
+    assert back == task  # goal_observation is not part of equality: compare it on its own
+    assert_same(back.goal_observation.state, seen.state)
+    assert_same(back.goal_observation.images["top"], frame)
+    assert task_from_message(decode(encode("task", task_to_fields(Task(name="r", goal=(1.0,)))))).goal_observation \
+        is None
+    fields = task_to_fields(task)
+    for bad, why in (({**fields["goal_observation"], "images": {"top": frame.astype(np.float32)}}, "uint8"),
+                     ({**fields["goal_observation"], "pose": 1.0}, "unexpected"),
+                     ({"t": 0.0, "images": {"top": frame}}, "missing"),
+                     ({**fields["goal_observation"], "state": np.array([np.nan])}, "finite")):
+        with pytest.raises(MessageError, match=why):
+            encode("task", {**fields, "goal_observation": bad})
+
+
 def test_converter_rejects_invalid_values_as_message_error():
     fields = dict(VALID["settings"], mode="mode9")
     with pytest.raises(MessageError, match="mode"):

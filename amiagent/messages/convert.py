@@ -31,14 +31,17 @@ def observation_from_message(msg: Message) -> Observation:
 
 
 def task_to_fields(task: Task) -> dict[str, Any]:
-    """Fields of a `task` message."""
-    return {
+    """Fields of a `task` message (with the goal observation, when the task has one)."""
+    fields = {
         "name": task.name,
         "goal": list(task.goal),
         "constraints": task.constraints,
         "goal_tolerance": task.goal_tolerance,
         "max_steps": task.max_steps,
     }
+    if task.goal_observation is not None:
+        fields["goal_observation"] = observation_to_fields(task.goal_observation)
+    return fields
 
 
 def task_from_message(msg: Message) -> Task:
@@ -46,8 +49,10 @@ def task_from_message(msg: Message) -> Task:
     from amiagent.contracts import Task
 
     _expect_kind(msg, "task")
+    seen = msg.get("goal_observation")  # checked by the schema as strictly as an observation message
+    goal_observation = None if seen is None else observation_from_message(Message("observation", seen))
     return _build(Task, "task", name=msg["name"], goal=tuple(msg["goal"]), constraints=msg["constraints"],
-                  goal_tolerance=msg["goal_tolerance"], max_steps=msg["max_steps"])
+                  goal_tolerance=msg["goal_tolerance"], max_steps=msg["max_steps"], goal_observation=goal_observation)
 
 
 def settings_to_fields(settings: Settings) -> dict[str, Any]:

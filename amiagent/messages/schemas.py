@@ -18,6 +18,7 @@ from amiagent.messages.specs import (
     ListOf,
     MapOf,
     Number,
+    Record,
     Spec,
     Str,
 )
@@ -68,11 +69,14 @@ _FLOATS = frozenset({"float32", "float64"})
 _DATA_MAP = MapOf(MapOf(Data()))  # name -> parameters, as Task.constraints / Settings.guardrails
 _GOAL = ListOf(Number(), min_len=1, max_len=256)
 
+_STATE = Array(_FLOATS, (None,), finite=True)
+_IMAGES = MapOf(Array({"uint8"}, (None, None, 3)), max_items=32, optional=True)
+
 for _schema in (
     Schema("observation", {
         "t": Number(),
-        "state": Array(_FLOATS, (None,), finite=True),
-        "images": MapOf(Array({"uint8"}, (None, None, 3)), max_items=32, optional=True),
+        "state": _STATE,
+        "images": _IMAGES,
     }, "A body's Observation: t (s), state (S,), images name -> (h, w, 3) uint8."),
     Schema("command", {
         "action": Array(_FLOATS, (None,), finite=True, max_elements=4096),
@@ -99,7 +103,8 @@ for _schema in (
         "constraints": _DATA_MAP,
         "goal_tolerance": Number(),
         "max_steps": Int(),
-    }, "A contracts.Task."),
+        "goal_observation": Record({"t": Number(), "state": _STATE, "images": _IMAGES}, optional=True),
+    }, "A contracts.Task; `goal_observation`, when the goal is also given as an observation: its t, state, images."),
     Schema("settings", {
         "goal": _GOAL,
         "horizon": Int(min=1),

@@ -217,6 +217,35 @@ class MapOf(Spec):
 
 
 @dataclass(frozen=True)
+class Record(Spec):
+    """A nested map with fixed fields, name -> Spec, checked like a message body (optional fields may be absent)."""
+
+    fields: Mapping[str, Spec]
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise self._fail(value)
+        extra = sorted(str(k) for k in value if k not in self.fields)
+        if extra:
+            raise _Invalid(f"unexpected field(s) {extra}; expected only {sorted(self.fields)}")
+        out = {}
+        for name, spec in self.fields.items():
+            item = value.get(name)
+            if item is None:
+                if not spec.optional:
+                    raise _Invalid(f"missing field (expected {spec.expected()})", f".{name}")
+                continue
+            try:
+                out[name] = spec.check(item)
+            except _Invalid as e:
+                raise _Invalid(e.reason, f".{name}{e.path}") from None
+        return out
+
+    def expected(self) -> str:
+        return "a map of " + ", ".join(f"{name}: {spec.expected()}" for name, spec in self.fields.items())
+
+
+@dataclass(frozen=True)
 class ListOf(Spec):
     """A list (tuples accepted when sending) of `min_len`..`max_len` items matching `item`."""
 
