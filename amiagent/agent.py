@@ -4,9 +4,11 @@
                                                                    -> memory.write
 
 A plan has a deadline. Planning runs on a worker thread; a plan not ready by
-the deadline is never sent (it is discarded when it arrives). The cycle then
-sends the next step of the last valid plan while that plan is still valid,
-else the Mode-1 policy when there is one, else a braking action. Every action,
+the deadline is not sent. The cycle then sends the next step of the last valid
+plan while that plan is still valid (`plan_validity` steps from the cycle it
+was asked in; a late plan that arrives within that becomes the last plan, its
+past steps skipped), else the Mode-1 policy when there is one, else a braking
+action. Every action,
 whatever its source, passes the safety filter before it reaches the body.
 
 Modules may live in other processes (the Ray runtime) and go down. A runtime
@@ -697,8 +699,10 @@ class Agent:
                 log.warning("a late plan failed after its cycle", exc_info=True)
             if asked_at == index:
                 break
-            # a late plan from an older state finished: drop it, plan afresh with the time left
+            # a late plan from an older state finished: its first steps are past, never sent; its later
+            # steps may still be used as a previous plan's are, while it is valid. Plan afresh with the time left
             self._pending = None
+            self._keep_late(asked_at, index, plan)
             if needed_down or not self._start_plan(index, actor, state):
                 return None, False
         self._pending = None
@@ -712,6 +716,18 @@ class Agent:
             return None, False
         self._last_plan = (index, plan)
         return plan, late
+
+    def _keep_late(self, asked_at: int, index: int, plan: Plan) -> None:
+        """Keep a plan that finished after its cycle as the last plan, if it is newer and still valid."""
+        if index - asked_at >= self.loop.plan_validity or (self._last_plan and self._last_plan[0] >= asked_at):
+            return
+        try:
+            self._validate(plan.actions, "plan.actions", plan=True)
+        except ContractError as exc:
+            self.counters.planner_errors += 1
+            log.error("discarding an invalid late plan: %s", exc)
+            return
+        self._last_plan = (asked_at, plan)
 
     def _start_plan(self, index: int, actor: Actor, state: torch.Tensor) -> bool:
         try:

@@ -54,7 +54,7 @@ def register_test_actors():
     yield
     registry.unregister("actor", "slow")
     registry.unregister("actor", "broken")
-    SlowActor.slow_from, BrokenActor.mode = 3, "raise"
+    SlowActor.slow_from, SlowActor.delay_s, BrokenActor.mode = 3, 2.0, "raise"
 
 
 @contextlib.contextmanager
@@ -123,6 +123,32 @@ def test_previous_plan_steps_are_sent_in_order(navigator_config, register_test_a
             assert c.source == "previous" and c.missed_deadline
             if not c.filtered:
                 assert c.action == pytest.approx(tuple(plan_actions[k].tolist()))
+    finally:
+        agent.close()
+        world.close()
+
+
+def test_a_plan_that_lands_late_drives_the_body_with_its_remaining_steps(navigator_config, register_test_actors):
+    """A planner slower than the deadline (0.15 s against 0.1 s) still moves the body: each late plan that
+    lands within plan_validity becomes the last plan, and the cycle sends its steps from the current one on."""
+    agent, world = _setup(navigator_config, "slow", deadline_s=0.1)
+    SlowActor.slow_from, SlowActor.delay_s = 2, 0.15
+    try:
+        body, adopted, sources = world.body, [], []
+        for _ in range(10):
+            cycle = agent.cycle(body.observe())
+            body.command(to_body_action(cycle.action))
+            world.advance(agent.loop.period)
+            sources.append(cycle.source)
+            made_at, plan = agent._last_plan
+            if cycle.source == "previous" and not cycle.filtered:
+                assert cycle.action == pytest.approx(tuple(plan.actions[cycle.index - made_at].tolist()))
+                adopted.append((made_at, cycle.index))
+        late = {made_at for made_at, _ in adopted if sources[made_at] != "plan"}  # asked then, landed later
+        assert len(late) >= 2, (adopted, sources)  # late plans kept being adopted as they landed
+        assert all(0 < index - made_at < agent.loop.plan_validity for made_at, index in adopted)
+        assert agent.counters.missed_deadlines >= 5
+        assert world.violations() == {k: 0 for k in world.violations()}
     finally:
         agent.close()
         world.close()
