@@ -209,7 +209,9 @@ class RayAgent(Agent):
         safety, local.safety, local._safety_modules = local.safety, None, []
         # the upper planning levels stay in this process, next to the cycle that asks them for subgoals
         hierarchy, local.hierarchy = local.hierarchy, None
-        follows, margin = local.safety_follows_planner, local.safety_margin  # as build_agent read them
+        # as build_agent read them
+        follows, margin = local.safety_follows_planner, local.safety_margin
+        measured, goal_seen = local.safety_on_measured, local.goal_from_observation
         local.close()
         self.name = name or str(agent_cfg.get("name", "agent"))
         loop = local.loop
@@ -243,6 +245,7 @@ class RayAgent(Agent):
         super().__init__(Modules(**proxies), loop, safety=safety)
         self.hierarchy = hierarchy
         self.safety_follows_planner, self.safety_margin = follows, margin
+        self.safety_on_measured, self.goal_from_observation = measured, goal_seen
         self.plugins = {m: describe(agent_cfg[m]) for m in module_names}
         self.specs = {m: dict(agent_cfg[m]) for m in module_names}
         self._supervisor = threading.Thread(target=self._supervise, name=f"amiagent-supervise-{self.name}",
