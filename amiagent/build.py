@@ -25,8 +25,9 @@ from amiagent.planning import SafetyFilter
 from amiagent.planning.hierarchy import Hierarchy, Level, LevelConfig
 
 AGENT_KEYS = {"name", "loop", "configurator", "perception", "world_model", "cost", "memory", "actor", "mode1", "safety",
-              "hierarchy", "goal_from", "checkpoint"}
-"""`checkpoint`: a learned model's file, which the module sections interpolate (`${agent.checkpoint}`)."""
+              "hierarchy", "goal_from", "checkpoint", "checkpoint_coarse"}
+"""`checkpoint`: a learned model's file, which the module sections interpolate (`${agent.checkpoint}`);
+`checkpoint_coarse`: a second one, for a level above level 0 (`${agent.checkpoint_coarse}`)."""
 PLUGIN_KEYS = {"name", "params"}
 TERM_KEYS = {"plugin", "weight", "params"}
 GUARDRAIL_KEYS = {"plugin", "params"}

@@ -97,3 +97,58 @@ def test_bad_inputs_are_refused_with_the_fix(tiny_episodes, tmp_path):
         JEPAConfig(regularizer="barlow")
     with pytest.raises(ConfigError, match="image_size even"):
         JEPAConfig(image_size=63)
+
+
+def test_a_stride_k_latent_model_plans_level_one_of_a_learned_hierarchy(tiny_episodes, tiny_checkpoint, tmp_path):
+    """agent=jepa_hierarchical wired with tiny models: level 1 rolls a stride-3 JEPA (one step = 3 control
+    steps), hands level 0 its probe's (x, y) as the subgoal, and every action passes the measured-state
+    safety filter. A machinery test; `amiagent bench jepa --world two_rooms --agent jepa_hierarchical` measures it."""
+    from amiagent.build import build_agent, build_world
+    from amiagent.config import load_config
+    from amiagent.runtime.local import run_episode
+
+    coarse = tmp_path / "tiny-k3.pt"
+    train(tiny_episodes, coarse, JEPAConfig(**{**TINY_MODEL, "stride": 3}),
+          TrainConfig(steps=10, batch=16, eval_every=10, checkpoint_every=10, probe_steps=20))
+    cfg = load_config(["agent=jepa_hierarchical", "world=open_field", "runtime=local", "world.params.camera=true",
+                       "world.params.n_zones=1", "world.params.max_steps=25", "+agent.loop.lockstep=true",
+                       f"agent.checkpoint={tiny_checkpoint}", f"agent.checkpoint_coarse={coarse}"])
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    cycles = []
+    try:
+        level = agent.hierarchy.levels[0]
+        assert level.world_model.dt == pytest.approx(3 * agent.modules.world_model.dt)
+        episode = run_episode(agent, world, 2, on_cycle=cycles.append)
+        assert level.replans >= 2  # first plan, then every 10 control steps (or sooner)
+        assert level.plan.states.shape == (level.config.horizon, level.world_model.state_dim)
+        handed = agent.task_settings.goal if level.subgoal is None else level.subgoal
+        base = agent.hierarchy._base_goal
+        assert len(handed) == len(base) and handed[4:] == base[4:]  # only the probe's (x, y) is handed down
+    finally:
+        agent.close()
+        world.close()
+    assert any("level 1 (latent) re-planned" in event for c in cycles for event in c.events)
+    assert sum(episode.violations.values()) == 0, episode.violations
+
+
+def test_the_pixel_agent_runs_under_ray_with_its_goal_image_encoded(ray_cluster, tiny_checkpoint):
+    """agent=jepa with its modules in a Ray actor: the goal image is encoded, the measured-state filter holds."""
+    from amiagent.build import build_world
+    from amiagent.config import load_config
+    from amiagent.runtime.local import run_episode
+    from amiagent.runtime.ray import RayAgent
+
+    cfg = load_config(["agent=jepa", "world=open_field", "runtime=local", "world.params.camera=true",
+                       "world.params.n_zones=1", "world.params.max_steps=12", "+agent.loop.lockstep=true",
+                       f"agent.checkpoint={tiny_checkpoint}"])
+    agent, world = RayAgent(cfg["agent"], {"placement": "pod"}), build_world(cfg["world"])
+    try:
+        assert agent.goal_from_observation and agent.safety_on_measured
+        episode = run_episode(agent, world, 1)
+        goal = agent.task_settings.goal
+        assert len(goal) == agent.modules.perception.state_dim  # [probe(z), z] of the goal image
+        assert episode.steps == 12 and agent.counters.sources.get("plan", 0) > 0
+    finally:
+        agent.close()
+        world.close()
+    assert sum(episode.violations.values()) == 0, episode.violations

@@ -1,7 +1,8 @@
 """`amiagent bench jepa`: collect, train and plan from pixels, against the analytic oracle on the same seeds.
 
     1. collect   reward-free episodes (noisy_expert) with the world's top-down camera
-    2. train     the JEPA of agents/world_model/jepa.yaml, capped at --train-minutes
+    2. train     the JEPA of agents/world_model/jepa.yaml, capped at --train-minutes (for
+                 --agent jepa_hierarchical also a stride-5 JEPA for level 1, capped the same)
     3. evaluate  agent=jepa (goal given as an image, latent MPC, safety filter on the measured state)
                  and the oracle (agent=navigator: the analytic point-mass model, the same goal image
                  read by state perception) over the same seeds, in lockstep
@@ -26,11 +27,18 @@ from amiagent.bench.hierarchy import Job, run_jobs, summary
 
 TARGETS = {"open_field": 0.95, "two_rooms": 0.90}
 ORACLES = {"open_field": "navigator", "two_rooms": "hierarchical"}
+COARSE_STRIDE = {"jepa": 0, "jepa_hierarchical": 5}
+"""The level-1 model's temporal stride each learned agent needs (0: none); agents/agent/jepa_hierarchical.yaml
+reads `<world>-k5.pt`."""
 CHUNK = 5
 
 
-def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, reuse: bool, console) -> dict[str, Any]:
-    """Collect and train (or reuse what `out` holds); returns the checkpoint, timings and training figures."""
+def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, reuse: bool, console,
+            coarse_stride: int = 0) -> dict[str, Any]:
+    """Collect and train (or reuse what `out` holds); returns the checkpoint, timings and training figures.
+
+    `coarse_stride` > 0: also train a level-1 model with that temporal stride on the same data
+    (`<world>-k<stride>.pt`), for a hierarchical agent."""
     from amiagent.build import build_world
     from amiagent.collect import CollectConfig, collect, make_policy
     from amiagent.config import load_config
@@ -53,20 +61,30 @@ def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, re
     figures["collect_s"] = time.perf_counter() - started
     figures["frames"] = got.episodes * (steps + 1)
     console.print(f"collected {got.episodes} episodes ({figures['frames']} frames) in {figures['collect_s']:.0f} s")
-    if reuse and checkpoint.exists():  # evaluate the model as it is
-        saved = load_checkpoint(checkpoint)
-        final = saved["history"][-1]
-        figures.update(train_s=float(final["seconds"]), train_steps=int(saved["step"]), train_final=final)
-    else:
-        spec = load_config(["world_model=jepa"], config_name="train")["world_model"]
-        train_cfg = TrainConfig(**{**spec["train"], "max_minutes": minutes})
-        started = time.perf_counter()
-        result = train(data, checkpoint, JEPAConfig.from_dict(spec["model"]), train_cfg, resume=False)
-        final = result.final
-        figures.update(train_s=time.perf_counter() - started, train_steps=result.steps, train_final=final)
-    console.print(f"trained {figures['train_steps']} steps in {figures['train_s'] / 60:.1f} min: held-out prediction "
-                  f"{final['val_prediction']:.4g} (copy-last {final['val_copy_baseline']:.4g}), effective rank "
-                  f"{final['val_effective_rank']:.2f}, probe position RMSE {final['val_probe_position_rmse']:.3f} m")
+    spec = load_config(["world_model=jepa"], config_name="train")["world_model"]
+    models = [("", checkpoint, 1)]
+    if coarse_stride > 0:
+        figures["checkpoint_coarse"] = str(out / f"{world}-k{coarse_stride}.pt")
+        models.append(("_coarse", Path(figures["checkpoint_coarse"]), coarse_stride))
+    figures["train_s"] = 0.0
+    for suffix, path, stride in models:
+        if reuse and path.exists():  # evaluate the model as it is
+            saved = load_checkpoint(path)
+            final = saved["history"][-1]
+            seconds, steps_done = float(final["seconds"]), int(saved["step"])
+        else:
+            train_cfg = TrainConfig(**{**spec["train"], "max_minutes": minutes})
+            started = time.perf_counter()
+            result = train(data, path, JEPAConfig.from_dict({**spec["model"], "stride": stride}), train_cfg,
+                           resume=False)
+            final, seconds, steps_done = result.final, time.perf_counter() - started, result.steps
+        figures.update({f"train{suffix}_s": seconds, f"train{suffix}_steps": steps_done,
+                        f"train{suffix}_final": final})
+        figures["train_s"] += seconds  # both models, for a hierarchical agent
+        console.print(f"trained stride {stride}: {steps_done} steps in {seconds / 60:.1f} min: held-out prediction "
+                      f"{final['val_prediction']:.4g} (copy-last {final['val_copy_baseline']:.4g}), effective rank "
+                      f"{final['val_effective_rank']:.2f}, probe position RMSE "
+                      f"{final['val_probe_position_rmse']:.3f} m")
     return figures
 
 
@@ -76,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="amiagent bench jepa", description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default="open_field", choices=sorted(TARGETS))
+    parser.add_argument("--agent", default="jepa", choices=sorted(COARSE_STRIDE),
+                        help="the learned agent: flat latent MPC, or with a level 1 on a stride-5 latent model")
     parser.add_argument("--episodes", type=int, default=100, help="seeded evaluation episodes per agent")
     parser.add_argument("--seed", type=int, default=1000, help="first evaluation seed (collection uses 0..)")
     parser.add_argument("--data-episodes", type=int, default=300, help="reward-free episodes to collect")
     parser.add_argument("--data-steps", type=int, default=100, help="control steps per collected episode")
-    parser.add_argument("--train-minutes", type=float, default=15.0, help="training wall-clock cap")
+    parser.add_argument("--train-minutes", type=float, default=15.0, help="training wall-clock cap, per model")
     parser.add_argument("--out", default="bench-jepa", help="folder for the data file and checkpoint")
     parser.add_argument("--reuse", action="store_true", help="keep the data and checkpoint already in --out")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="evaluation worker processes")
@@ -93,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(width=160)
     figures = prepare(args.world, Path(args.out), args.data_episodes, args.data_steps, args.train_minutes,
-                      args.reuse, console)
+                      args.reuse, console, COARSE_STRIDE[args.agent])
     seeds = list(range(args.seed, args.seed + args.episodes))
-    checkpoint = str(Path(figures["checkpoint"]).resolve())
+    checkpoints = [f"agent.checkpoint={Path(figures['checkpoint']).resolve()}"]
+    if "checkpoint_coarse" in figures:
+        checkpoints.append(f"agent.checkpoint_coarse={Path(figures['checkpoint_coarse']).resolve()}")
     agents = {
-        "jepa": ("jepa", ("world.params.camera=true", f"agent.checkpoint={checkpoint}", *args.overrides)),
+        "jepa": (args.agent, ("world.params.camera=true", *checkpoints, *args.overrides)),
         "oracle": (ORACLES[args.world], ("world.params.camera=true", "+agent.goal_from=observation")),
     }
     jobs = [Job(agent, args.world, tuple(seeds[i: i + CHUNK]), overrides)
@@ -117,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         s["target_met"] = met if label == "jepa" else None
         out["results"][label] = s
         low, high = s["success_rate_95ci"]
-        table.add_row(f"{label} ({agent})", "JEPA from pixels" if label == "jepa" else "analytic point mass",
+        table.add_row(f"{label} ({agent})", ("JEPA from pixels" + (", 2 levels" if COARSE_STRIDE[agent] else "")) if label == "jepa"
+                      else "analytic point mass",
                       f"{s['success_rate']:.1%} ({low:.1%}-{high:.1%})",
                       f">= {target:.0%}, 0 viol: {'met' if met else 'NOT met'}" if label == "jepa" else "-",
                       str(s["episodes_with_violations"]), f"{s['steps_mean']:.0f}",
