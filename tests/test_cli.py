@@ -1,4 +1,9 @@
-"""The command line: `amiagent run` end to end, `plugins`, `check`, and clear errors."""
+"""The command line: `amiagent run` end to end, `plugins`, `check`, and clear errors.
+
+Whole runs go through a child process (`python -m amiagent.cli`, and the installed
+script); the quick commands that only print or refuse call `main()` in this process,
+which is the same code without a second import of torch (seconds a child here).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,22 @@ from pathlib import Path
 
 import pytest
 
+from amiagent.cli import main
+
 AMIAGENT = [sys.executable, "-m", "amiagent.cli"]
 
 
 def _run(*args, cwd=None, timeout=300):
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([*AMIAGENT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def _main(capsys, *args) -> tuple[int, str, str]:
+    """`amiagent ARGS` in this process: the exit status and what it printed to stdout and stderr."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.slow
@@ -37,39 +52,39 @@ def test_run_writes_summary_trajectory_and_plot(tmp_path):
     assert "world:" in (run_dir / "config.yaml").read_text()
 
 
-def test_run_cfg_prints_composed_config():
-    proc = _run("run", "world=two_rooms", "agent.actor.params.samples=64", "--cfg")
-    assert proc.returncode == 0, proc.stderr
-    assert "name: two_rooms" in proc.stdout and "samples: 64" in proc.stdout
+def test_run_cfg_prints_composed_config(capsys):
+    code, out, err = _main(capsys, "run", "world=two_rooms", "agent.actor.params.samples=64", "--cfg")
+    assert code == 0, err
+    assert "name: two_rooms" in out and "samples: 64" in out
 
 
-def test_unknown_config_option_is_a_clear_error():
-    proc = _run("run", "world=moon")
-    assert proc.returncode == 2
-    assert "Could not find 'world/moon'" in proc.stdout and "open_field" in proc.stdout
+def test_unknown_config_option_is_a_clear_error(capsys):
+    code, out, _ = _main(capsys, "run", "world=moon")
+    assert code == 2
+    assert "Could not find 'world/moon'" in out and "open_field" in out
 
 
-def test_bad_plugin_parameter_is_a_clear_error(tmp_path):
-    proc = _run("run", "+agent.world_model.params.mass=3", f"run_dir={tmp_path}")
-    assert proc.returncode == 2
-    assert "unknown parameter(s) mass" in proc.stdout and "Valid parameters" in proc.stdout
+def test_bad_plugin_parameter_is_a_clear_error(tmp_path, capsys):
+    code, out, _ = _main(capsys, "run", "+agent.world_model.params.mass=3", f"run_dir={tmp_path}")
+    assert code == 2
+    assert "unknown parameter(s) mass" in out and "Valid parameters" in out
 
 
-def test_plugins_lists_first_party_plugins():
-    proc = _run("plugins")
-    assert "Traceback" not in proc.stderr
-    rows = [line for line in proc.stdout.splitlines() if "amiagent" in line and "│" in line]
+def test_plugins_lists_first_party_plugins(capsys):
+    code, out, err = _main(capsys, "plugins")
+    assert code == 0 and "Traceback" not in err
+    rows = [line for line in out.splitlines() if "amiagent" in line and "│" in line]
     for name in ("point_mass", "keep_out", "speed_limit", "workspace_bounds", "open_field", "two_rooms", "mpc"):
         row = next(r for r in rows if f" {name} " in r)
         assert " ok " in row, row
 
 
-def test_check_command_runs_the_contract_checker():
-    proc = _run("check", "world_model", "point_mass")
-    assert proc.returncode == 0, proc.stdout
-    assert "passes the world_model contract checks" in proc.stdout
-    proc = _run("check", "world_model", "pointmass")
-    assert proc.returncode == 2 and "Did you mean 'point_mass'" in proc.stdout
+def test_check_command_runs_the_contract_checker(capsys):
+    code, out, _ = _main(capsys, "check", "world_model", "point_mass")
+    assert code == 0, out
+    assert "passes the world_model contract checks" in out
+    code, out, _ = _main(capsys, "check", "world_model", "pointmass")
+    assert code == 2 and "Did you mean 'point_mass'" in out
 
 
 def test_console_script_is_installed():
@@ -168,6 +183,6 @@ def test_eval_writes_table_csv_json_plot_and_repeats_itself_under_the_same_seeds
     assert [row["seed"] for row in results[0]] == [4, 5]
 
 
-def test_eval_rejects_bad_options_clearly():
-    proc = _run("eval", "episodes=0", "runtime=local")
-    assert proc.returncode == 2 and "episodes must be an integer >= 1" in proc.stdout
+def test_eval_rejects_bad_options_clearly(capsys):
+    code, out, _ = _main(capsys, "eval", "episodes=0", "runtime=local")
+    assert code == 2 and "episodes must be an integer >= 1" in out
