@@ -11,8 +11,10 @@ import pytest
 from amiagent.build import build_agent, build_world
 from amiagent.runtime.local import run_episode
 
-EPISODES = 40
-"""Seeds 0..39 here; `amiagent bench hierarchy --worlds open_field` runs the 200-seed evaluation."""
+SEEDS = (28, 35, 19, 18, 12, 16, 25, 10)
+"""The hard seeds of 0..39: the five longest detours (70-75 steps) and the three nearest passes by a zone.
+The success rate over many seeds is the benchmark's: `amiagent bench hierarchy --worlds open_field` runs
+200 seeded episodes."""
 
 
 @pytest.fixture
@@ -25,18 +27,20 @@ def navigator(navigator_config):
 
 @pytest.mark.slow
 def test_reaches_goals_around_keep_out_zones(navigator):
+    """The shipped navigator gets around the zones without a ground-truth violation on the hard seeds (a
+    machinery check; the benchmark measures the success rate)."""
     agent, world = navigator()
     try:
-        episodes = [run_episode(agent, world, seed) for seed in range(EPISODES)]
+        episodes = [run_episode(agent, world, seed) for seed in SEEDS]
     finally:
         agent.close()
         world.close()
     reached = sum(e.success for e in episodes)
     violated = {e.seed: e.violations for e in episodes if e.total_violations}
     failed = {e.seed: (e.status, round(e.final_distance, 2)) for e in episodes if not e.success}
-    assert len(episodes) == EPISODES
+    assert len(episodes) == len(SEEDS)
     assert violated == {}, f"ground-truth violations: {violated}"
-    assert reached >= 0.95 * EPISODES, f"reached {reached}/{EPISODES}; failures: {failed}"
+    assert reached >= 0.95 * len(SEEDS), f"reached {reached}/{len(SEEDS)}; failures: {failed}"
 
 
 @pytest.mark.slow
