@@ -502,10 +502,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _params(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs -> plugin parameters; each value is read as YAML (numbers, lists, true/false)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AmiagentError(f"plugin parameters are key=value, got {pair!r}")
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise AmiagentError(f"parameter {key}: cannot read {value!r}: {exc}") from None
+    return params
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from amiagent import checks, registry
 
-    plugin = registry.create(args.kind, args.name)
+    plugin = registry.create(args.kind, args.name, _params(args.params), where=f"{args.kind}.{args.name}")
     try:
         checks.check(args.kind, plugin)
     finally:
@@ -595,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run the contract checker on an installed plugin")
     check.add_argument("kind")
     check.add_argument("name")
+    check.add_argument("params", nargs="*", help="plugin parameters as key=value, e.g. checkpoint=models/m.pt")
     check.set_defaults(func=cmd_check)
 
     bench = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))

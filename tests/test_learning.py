@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 import h5py
 import pytest
 import torch
@@ -10,7 +14,7 @@ from amiagent.errors import ConfigError
 from amiagent.learning.data import load_episodes
 from amiagent.learning.jepa import JEPAConfig
 from amiagent.learning.regularizers import effective_rank, sigreg, vicreg
-from amiagent.learning.train import TrainConfig, load_checkpoint, load_model, train
+from amiagent.learning.train import TrainConfig, TrainResult, load_checkpoint, load_model, train
 from tests.conftest import TINY_MODEL
 
 
@@ -37,15 +41,38 @@ def test_data_windows_follow_the_actions(tiny_episodes):
     assert torch.allclose(dv, 2 * 0.1 * actions[:, 0], atol=1e-3)
 
 
-@pytest.mark.parametrize(("regularizer", "target"), [("vicreg", "stopgrad"), ("sigreg", "ema")])
-def test_training_lowers_the_loss_without_collapse(tiny_episodes, tmp_path, regularizer, target):
+REGULARIZERS = {("vicreg", "stopgrad"): 10.0, ("sigreg", "ema"): 1.0}
+"""(regularizer, target) -> reg_weight of the two trainings that must lower the loss without collapse."""
+
+
+def _train_tiny(data: Path, root: Path, regularizer: str, target: str) -> TrainResult:
+    """240 steps of the tiny JEPA with one regulariser and target, on one thread."""
     cfg = JEPAConfig(**{**TINY_MODEL, "regularizer": regularizer, "target": target,
-                        "reg_weight": 10.0 if regularizer == "vicreg" else 1.0})
-    try:  # both cores: nothing else runs meanwhile
-        result = train(tiny_episodes, tmp_path / "m.pt", cfg,
-                       TrainConfig(steps=240, batch=16, eval_every=40, checkpoint_every=240, probe_steps=50, threads=2))
-    finally:
-        torch.set_num_threads(1)  # the suite's setting (conftest)
+                        "reg_weight": REGULARIZERS[regularizer, target]})
+    return train(data, root / "m.pt", cfg,
+                 TrainConfig(steps=240, batch=16, eval_every=40, checkpoint_every=240, probe_steps=50, threads=1))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_episodes, tmp_path_factory) -> dict[tuple[str, str], TrainResult]:
+    """Both trainings at once, one thread each: the first in a child process, the other here.
+
+    Two one-thread trainings fill two cores better than one two-thread training after another
+    (whose threads wait for each other, and for anything else running). One thread each also
+    keeps each model independent of the machine's core count.
+    """
+    roots = {key: tmp_path_factory.mktemp("-".join(key)) for key in REGULARIZERS}
+    (child, here) = REGULARIZERS
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        future = pool.submit(_train_tiny, tiny_episodes, roots[child], *child)
+        results = {here: _train_tiny(tiny_episodes, roots[here], *here)}
+        results[child] = future.result()
+    return results
+
+
+@pytest.mark.parametrize(("regularizer", "target"), list(REGULARIZERS))
+def test_training_lowers_the_loss_without_collapse(trained, regularizer, target):
+    result = trained[regularizer, target]
     first, last = result.history[0], result.history[-1]
     assert last["train_loss"] < 0.8 * first["train_loss"]
     # the predictor has learned something about motion: it beats copying the last latent forward
@@ -54,7 +81,7 @@ def test_training_lowers_the_loss_without_collapse(tiny_episodes, tmp_path, regu
     # directions); a collapse to a point or a line gives 1 at most
     assert last["val_effective_rank"] >= 1.5
     assert last["val_std_median"] > 0.3  # the variance hinge asks for 1
-    assert (tmp_path / "m.metrics.csv").exists() and (tmp_path / "m.png").exists()
+    assert result.checkpoint.with_suffix(".metrics.csv").exists() and result.checkpoint.with_suffix(".png").exists()
 
 
 def test_checkpoint_round_trips_and_resumes_where_it_stopped(tiny_episodes, tmp_path):
@@ -155,3 +182,14 @@ def test_the_pixel_agent_runs_under_ray_with_its_goal_image_encoded(ray_cluster,
         agent.close()
         world.close()
     assert sum(episode.violations.values()) == 0, episode.violations
+
+
+def test_check_takes_a_checkpoint_from_the_command_line(tiny_checkpoint, capsys):
+    from amiagent.cli import main
+
+    assert main(["check", "perception", "jepa", f"checkpoint={tiny_checkpoint}"]) == 0
+    assert "perception.jepa passes" in capsys.readouterr().out
+    assert main(["check", "perception", "jepa", "checkpoint"]) != 0
+    assert "key=value" in capsys.readouterr().out
+    assert main(["check", "perception", "jepa", "checkpoint=/nowhere.pt"]) != 0
+    assert "/nowhere.pt" in capsys.readouterr().out
