@@ -32,6 +32,7 @@ class LatentGoal(CostTerm):
     def __init__(self, params: Params | None = None):
         super().__init__(params)
         self._goal: torch.Tensor | None = None
+        self._weights: dict[int, torch.Tensor] = {}  # horizon -> per-step weights
 
     def apply(self, settings: Settings) -> None:
         goal = settings.goal_tensor()
@@ -47,8 +48,11 @@ class LatentGoal(CostTerm):
             raise ConfigError(f"latent_goal: states have {latent.shape[-1]} latent dims, the goal "
                               f"{self._goal.shape[0]}")
         dist = (latent - self._goal).norm(dim=-1)
-        weights = torch.full((dist.shape[1],), float(self.params.running))
-        weights[-1] = self.params.terminal
+        weights = self._weights.get(dist.shape[1])
+        if weights is None:
+            weights = torch.full((dist.shape[1],), float(self.params.running))
+            weights[-1] = self.params.terminal
+            self._weights[dist.shape[1]] = weights  # one store of a finished tensor: safe across threads
         return dist * weights
 
     def example_settings(self) -> Settings:
