@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -14,10 +16,16 @@ def _torch_threads():
     torch.set_num_threads(1)
 
 
-@pytest.fixture
-def navigator_config():
-    """The shipped navigator config in open_field, as plain containers."""
+@pytest.fixture(scope="session")
+def _navigator_composed():
+    # composing through Hydra takes a noticeable fraction of a second; some ninety tests ask for this config
     return load_config(["agent=navigator", "world=open_field", "runtime=local"])
+
+
+@pytest.fixture
+def navigator_config(_navigator_composed):
+    """The shipped navigator config in open_field, as plain containers: a fresh copy per test, which may edit it."""
+    return copy.deepcopy(_navigator_composed)
 
 
 @pytest.fixture(scope="session")
