@@ -50,13 +50,6 @@ class JEPAConfig:
     (as in PLDM, Sobal et al. 2025): with the anti-collapse term asking every
     dim for unit variance, it makes that variance come from what changes
     slowly (where the robot is) rather than from features that flicker.
-    `motion_weight`: weight of an auxiliary proprioceptive term: a linear
-    read-out of the change of the image latent between two frames must give
-    the measured velocity over that time (the mean of the fused proprio dims
-    at both ends). Smoothness and variance alone reward a latent of whatever
-    differs between episodes and stands still within one (the door of
-    two_rooms); this term makes the latent move with the robot. 0 turns it off
-    (and the model has no such head, as in checkpoints from before it).
     """
 
     image_size: int = 64
@@ -73,7 +66,6 @@ class JEPAConfig:
     target: str = "stopgrad"
     ema: float = 0.99
     smooth_weight: float = 1.0
-    motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.regularizer not in REGULARIZERS:
@@ -85,11 +77,9 @@ class JEPAConfig:
         if not self.channels or self.image_size % 2 or self.keypoints < 1:
             raise ConfigError(f"jepa: channels must be non-empty, image_size even and keypoints >= 1, got "
                               f"{self.channels}, {self.image_size}, {self.keypoints}")
-        if not 0.0 <= self.ema < 1.0 or min(self.reg_weight, self.smooth_weight, self.motion_weight) < 0:
-            raise ConfigError(f"jepa: ema in [0, 1), reg_weight, smooth_weight and motion_weight >= 0 required, got "
-                              f"{self.ema}, {self.reg_weight}, {self.smooth_weight}, {self.motion_weight}")
-        if self.motion_weight > 0 and not self.proprio_dims:
-            raise ConfigError("jepa: motion_weight > 0 needs proprio_dims (the measured velocity it reads out)")
+        if not 0.0 <= self.ema < 1.0 or self.reg_weight < 0 or self.smooth_weight < 0:
+            raise ConfigError(f"jepa: ema in [0, 1), reg_weight and smooth_weight >= 0 required, got {self.ema}, "
+                              f"{self.reg_weight}, {self.smooth_weight}")
 
     def as_dict(self) -> dict:
         """Plain types, for checkpoints and logs."""
@@ -210,8 +200,6 @@ class JEPA(nn.Module):
         self.encoder = Encoder(cfg)
         self.predictor = Predictor(cfg, action_dim)
         self.probe = Probe(cfg, state_dim)
-        # the measured velocity from the change of the image latent (training only; see JEPAConfig)
-        self.motion = nn.Linear(cfg.latent_dim, len(cfg.proprio_dims)) if cfg.motion_weight > 0 else None
         self.target = None
         if cfg.target == "ema":
             self.target = Encoder(cfg)
@@ -277,14 +265,8 @@ class JEPA(nn.Module):
         probe_pred = self.probe(flat_z.detach())
         probe = ((probe_pred - flat_states) / self.probe.scale).pow(2).mean()
         total = prediction + self.cfg.reg_weight * reg + self.cfg.smooth_weight * smooth + probe
-        parts = {"loss": 0.0, "prediction": prediction.item(), "regularizer": reg.item(),
+        parts = {"loss": total.item(), "prediction": prediction.item(), "regularizer": reg.item(),
                  "smoothness": smooth.item(), "probe": probe.item()}
-        if self.motion is not None:
-            velocity = proprio.reshape(b, k1, -1)
-            motion = (self.motion(steps[:, 1:] - steps[:, :-1]) - (velocity[:, 1:] + velocity[:, :-1]) / 2).pow(2).mean()
-            total = total + self.cfg.motion_weight * motion
-            parts["motion"] = motion.item()
-        parts["loss"] = total.item()
         return total, parts
 
     @torch.no_grad()
