@@ -230,9 +230,11 @@ def test_a_group_no_node_can_take_is_reported(ray_cluster, navigator_config):
         RayAgent(navigator_config["agent"], {"placement": {"x": {"modules": ["memory"], "node": "moon"}}})
 
 
-def test_close_leaves_no_actor_process_or_state_behind(ray_cluster, navigator_config):
-    agent = RayAgent(navigator_config["agent"], {"placement": PLACEMENTS["planner"]})
+def test_close_leaves_no_actor_process_or_state_behind(agents):
+    # the module's planner-placement agent (four groups), after its episodes: the tests above were its last users
+    agent = agents.pop("planner")
     pids = [g["pid"] for g in agent.placement().values()]
+    assert len(pids) == 4
     state_dir = agent._state_dir
     agent.close()
     agent.close()
