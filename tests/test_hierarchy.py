@@ -7,7 +7,9 @@ here a few seeded episodes show the difference and the guardrails.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -21,8 +23,14 @@ from amiagent.registry import create
 from amiagent.runtime.local import run_episode
 
 
-def _config(agent: str, world: str = "two_rooms", *overrides: str) -> dict:
+@functools.lru_cache
+def _composed(agent: str, world: str, overrides: tuple[str, ...]) -> dict:
     return load_config([f"agent={agent}", f"world={world}", "runtime=local", *overrides])
+
+
+def _config(agent: str, world: str = "two_rooms", *overrides: str) -> dict:
+    """A fresh copy of the composed config, which the caller may edit (Hydra composes each one once)."""
+    return copy.deepcopy(_composed(agent, world, overrides))
 
 
 def _level_settings(world_name: str, seed: int) -> tuple[Settings, tuple[float, float], tuple[float, float]]:
