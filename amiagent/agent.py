@@ -689,7 +689,7 @@ class Agent:
                 plan = future.result(timeout=None if self.loop.lockstep else max(remaining, 0.0))
             except cf.TimeoutError:
                 self.counters.missed_deadlines += 1
-                return None, True  # still in flight: when it ends it will be stale and dropped
+                return None, True  # still in flight: if it lands while valid, a later cycle uses its steps
             except Exception:
                 self._pending = None
                 if asked_at == index:
@@ -697,12 +697,14 @@ class Agent:
                     log.exception("the actor failed; falling back")
                     return None, False
                 log.warning("a late plan failed after its cycle", exc_info=True)
+                plan = None
             if asked_at == index:
                 break
             # a late plan from an older state finished: its first steps are past, never sent; its later
             # steps may still be used as a previous plan's are, while it is valid. Plan afresh with the time left
             self._pending = None
-            self._keep_late(asked_at, index, plan)
+            if plan is not None:
+                self._keep_late(asked_at, index, plan)
             if needed_down or not self._start_plan(index, actor, state):
                 return None, False
         self._pending = None

@@ -154,6 +154,34 @@ def test_a_plan_that_lands_late_drives_the_body_with_its_remaining_steps(navigat
         world.close()
 
 
+def test_a_late_plan_that_fails_after_its_cycle_is_dropped(navigator_config, register_test_actors):
+    """A plan that misses its deadline and then raises is logged and dropped; the next cycles go on."""
+    class SlowThenBroken(MPC):
+        calls = 0
+
+        def act(self, state):
+            type(self).calls += 1
+            if type(self).calls > 2:  # the warm-up call and the first cycle's plan are fine
+                time.sleep(0.15)
+                raise RuntimeError("planner crashed late")
+            return super().act(state)
+
+    registry.register("actor", "slow_broken", SlowThenBroken)
+    try:
+        agent, world = _setup(navigator_config, "slow_broken", deadline_s=0.1)
+        try:
+            cycles = _drive(agent, world, 6)
+            assert cycles[0].source == "plan"
+            assert all(c.source in ("previous", "stop") for c in cycles[1:])
+            assert agent._last_plan[0] == 0  # no failed plan was ever kept
+            assert world.violations() == {k: 0 for k in world.violations()}
+        finally:
+            agent.close()
+            world.close()
+    finally:
+        registry.unregister("actor", "slow_broken")
+
+
 @pytest.mark.parametrize("mode", ["raise", "nan"])
 def test_broken_planner_falls_back_to_braking(navigator_config, register_test_actors, mode):
     BrokenActor.mode = mode
