@@ -65,9 +65,12 @@ def discover() -> dict[tuple[str, str], PluginInfo]:
     the entry records both, and loading it fails.
     """
     found: dict[tuple[str, str], PluginInfo] = {}
+    dist_names: dict[int, str] = {}  # a distribution's name reads its metadata: once per distribution
     for ep in entry_points(group=GROUP):
         kind, _, name = ep.name.partition(".")
-        dist = ep.dist.name if ep.dist is not None else "?"
+        dist = "?"
+        if ep.dist is not None:
+            dist = dist_names.get(id(ep.dist)) or dist_names.setdefault(id(ep.dist), ep.dist.name)
         previous = found.get((kind, name))
         if previous is not None and (previous.dist, previous.target) != (dist, ep.value):
             conflict = f"{previous.dist} ({previous.target}) and {dist} ({ep.value})"
