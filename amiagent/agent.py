@@ -291,9 +291,12 @@ class Agent:
             self.hierarchy.start(settings, self.modules.world_model.state_dim)
         if obs is not None and not PLANNING_CHAIN & self.down:
             state = self.modules.perception.encode(obs)
+            warm_up = self._ask(self.modules.actor, state, limit=PLANNER_GRACE_S)
             try:
-                self._ask(self.modules.actor, state, limit=PLANNER_GRACE_S).result(timeout=PLANNER_GRACE_S)
+                warm_up.result(timeout=PLANNER_GRACE_S)
             except cf.TimeoutError:
+                if warm_up.done():  # the planner itself raised a TimeoutError: a failure, not a hang
+                    raise
                 self._hung = True
                 raise AmiagentError(f"the actor's first plan took over {PLANNER_GRACE_S:g} s: it is hung or far "
                                     "too slow for this control rate") from None
@@ -687,10 +690,10 @@ class Agent:
             remaining = self.loop.deadline - (time.perf_counter() - started)
             try:
                 plan = future.result(timeout=None if self.loop.lockstep else max(remaining, 0.0))
-            except cf.TimeoutError:
-                self.counters.missed_deadlines += 1
-                return None, True  # still in flight: if it lands while valid, a later cycle uses its steps
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, cf.TimeoutError) and not future.done():  # not a planner that raised one
+                    self.counters.missed_deadlines += 1
+                    return None, True  # still in flight: if it lands while valid, a later cycle uses its steps
                 self._pending = None
                 if asked_at == index:
                     self.counters.planner_errors += 1
@@ -720,8 +723,9 @@ class Agent:
         return plan, late
 
     def _keep_late(self, asked_at: int, index: int, plan: Plan) -> None:
-        """Keep a plan that finished after its cycle as the last plan, if it is newer and still valid."""
-        if index - asked_at >= self.loop.plan_validity or (self._last_plan and self._last_plan[0] >= asked_at):
+        """Keep a plan that finished after its cycle as the last plan, if it is newer and has steps left."""
+        steps_left = min(plan.actions.shape[0], self.loop.plan_validity) if plan.actions.ndim == 2 else 0
+        if index - asked_at >= steps_left or (self._last_plan and self._last_plan[0] >= asked_at):
             return
         try:
             self._validate(plan.actions, "plan.actions", plan=True)
@@ -730,6 +734,7 @@ class Agent:
             log.error("discarding an invalid late plan: %s", exc)
             return
         self._last_plan = (asked_at, plan)
+        self._below_infeasible = not (plan.feasible and self._subgoal_feasible)  # what the hierarchy hears
 
     def _start_plan(self, index: int, actor: Actor, state: torch.Tensor) -> bool:
         try:

@@ -62,8 +62,9 @@ def _sees_frames(agent: dict) -> bool:
     """Whether the perception of level 0, or of any hierarchy level, reads camera frames."""
     from amiagent import registry
 
-    specs = [agent.get("perception")] + [(level or {}).get("perception") for level in
-                                         (agent.get("hierarchy") or {}).values()]
+    levels = agent.get("hierarchy")
+    levels = list(levels.values()) if isinstance(levels, dict) else []  # a malformed one: the build says why
+    specs = [agent.get("perception")] + [level.get("perception") for level in levels if isinstance(level, dict)]
     for name in {spec["name"] for spec in specs if isinstance(spec, dict) and isinstance(spec.get("name"), str)}:
         try:
             if getattr(registry.load_class("perception", name), "needs_images", False):

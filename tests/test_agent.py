@@ -43,6 +43,8 @@ class BrokenActor(MPC):
     def act(self, state):
         if self.mode == "raise":
             raise RuntimeError("planner crashed")
+        if self.mode == "timeout":  # a planner's own TimeoutError is a failure, not a plan still in flight
+            raise TimeoutError("planner's solver timed out")
         plan = super().act(state)
         return Plan(torch.full_like(plan.actions, float("nan")), plan.states, plan.cost, plan.info)
 
@@ -182,7 +184,7 @@ def test_a_late_plan_that_fails_after_its_cycle_is_dropped(navigator_config, reg
         registry.unregister("actor", "slow_broken")
 
 
-@pytest.mark.parametrize("mode", ["raise", "nan"])
+@pytest.mark.parametrize("mode", ["raise", "timeout", "nan"])
 def test_broken_planner_falls_back_to_braking(navigator_config, register_test_actors, mode):
     BrokenActor.mode = mode
     navigator_config["agent"]["actor"]["name"] = "broken"
@@ -192,8 +194,8 @@ def test_broken_planner_falls_back_to_braking(navigator_config, register_test_ac
     agent = build_agent(navigator_config["agent"])
     task = world.reset(0)
     try:
-        if mode == "raise":
-            with pytest.raises(RuntimeError):  # the warm-up plan surfaces a broken planner at start
+        if mode in ("raise", "timeout"):
+            with pytest.raises((RuntimeError, TimeoutError)):  # the warm-up plan surfaces a broken planner at start
                 agent.start(task, world.body.observe())
             agent.start(task)
         else:

@@ -226,5 +226,7 @@ def test_run_and_eval_switch_the_camera_on_for_a_perception_that_reads_frames():
         assert above[0]["world"]["params"]["camera"] is True
         unknown = _compose(["agent=navigator", "world=open_field", "agent.perception.name=no_such_perception"])
         assert not unknown[0]["world"]["params"]["camera"]  # the build names the unknown plugin later
+        malformed = _compose(["agent=navigator", "world=open_field", "+agent.hierarchy=oops"])
+        assert not malformed[0]["world"]["params"]["camera"]  # build_hierarchy says what is wrong with it
     finally:
         registry.unregister("perception", "test_frames")
