@@ -580,6 +580,10 @@ class PendingPlan:
             raise error
         return plan
 
+    def done(self) -> bool:
+        """Whether the plan (or its failure) has been collected, as `Future.done`."""
+        return self._outcome is not None
+
     def cancel(self) -> bool:
         """A plan being made elsewhere cannot be stopped: False while it is in flight, as for a running
         Future (wait for it with `result`, or `abandon` it when its process is gone)."""
