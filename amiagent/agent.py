@@ -60,6 +60,9 @@ SOURCES = ("plan", "previous", "mode1", "stop")
 
 PLANNER_GRACE_S = 5.0
 """How long close(), apply() and start() wait for a plan in flight before declaring the planner hung."""
+LOCKSTEP_GRACE_S = 60.0
+"""start()'s limit in lockstep (evaluation): a loaded machine must not fail an episode at its start (a
+warm-up plan once took over 5 s with six processes on two cores); a hung planner is still caught."""
 
 SHARED_MODULES = object()
 """Default of `Agent(safety=...)`: a safety filter over the agent's own world model and cost."""
@@ -291,14 +294,15 @@ class Agent:
             self.hierarchy.start(settings, self.modules.world_model.state_dim)
         if obs is not None and not PLANNING_CHAIN & self.down:
             state = self.modules.perception.encode(obs)
-            warm_up = self._ask(self.modules.actor, state, limit=PLANNER_GRACE_S)
+            grace = LOCKSTEP_GRACE_S if self.loop.lockstep else PLANNER_GRACE_S
+            warm_up = self._ask(self.modules.actor, state, limit=grace)
             try:
-                warm_up.result(timeout=PLANNER_GRACE_S)
+                warm_up.result(timeout=grace)
             except cf.TimeoutError:
                 if warm_up.done():  # the planner itself raised a TimeoutError: a failure, not a hang
                     raise
                 self._hung = True
-                raise AmiagentError(f"the actor's first plan took over {PLANNER_GRACE_S:g} s: it is hung or far "
+                raise AmiagentError(f"the actor's first plan took over {grace:g} s: it is hung or far "
                                     "too slow for this control rate") from None
         self.modules.actor.reset()
         self.goal_feasible = self._goal_is_feasible(settings)
