@@ -70,7 +70,7 @@ def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, re
     if coarse_stride > 0:
         figures["checkpoint_coarse"] = str(out / f"{world}-k{coarse_stride}.pt")
         models.append(("_coarse", Path(figures["checkpoint_coarse"]), coarse_stride))
-    figures["train_s"] = 0.0
+    total = 0.0
     for suffix, path, stride in models:
         if reuse and path.exists():  # evaluate the model as it is
             saved = load_checkpoint(path)
@@ -84,11 +84,12 @@ def prepare(world: str, out: Path, episodes: int, steps: int, minutes: float, re
             final, seconds, steps_done = result.final, time.perf_counter() - started, result.steps
         figures.update({f"train{suffix}_s": seconds, f"train{suffix}_steps": steps_done,
                         f"train{suffix}_final": final})
-        figures["train_s"] += seconds  # both models, for a hierarchical agent
+        total += seconds
         console.print(f"trained stride {stride}: {steps_done} steps in {seconds / 60:.1f} min: held-out prediction "
                       f"{final['val_prediction']:.4g} (copy-last {final['val_copy_baseline']:.4g}), effective rank "
                       f"{final['val_effective_rank']:.2f}, probe position RMSE "
                       f"{final['val_probe_position_rmse']:.3f} m")
+    figures["train_s"] = total  # both models, for a hierarchical agent
     return figures
 
 
