@@ -536,6 +536,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(module.main(args.rest) or 0)
 
 
+def _config_command(sub: Any, name: str, func: Any, summary: str, description: str, example: str) -> None:
+    """A subcommand configured by Hydra overrides, with --cfg to print the composed config."""
+    cmd = sub.add_parser(name, help=summary, description=description)
+    cmd.add_argument("overrides", nargs="*", help=f"Hydra overrides, e.g. {example}")
+    cmd.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    cmd.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="amiagent", description="Objective-driven embodied agents.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -556,41 +564,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     ev.set_defaults(func=cmd_eval)
 
-    col = sub.add_parser("collect", help="reward-free episodes into an HDF5 file (world=... policy=random|"
-                                         "noisy_expert episodes=N data=PATH)",
-                         description="Runs `episodes` seeded episodes (seeds seed, seed+1, ...) of `steps` control "
-                                     "steps with a scripted policy and the world's top-down camera on, and writes "
-                                     "frames, states and actions to `data` (HDF5, see amiagent.collect). Running it "
-                                     "again resumes the file; overwrite=true starts it afresh.")
-    col.add_argument("overrides", nargs="*",
-                     help="Hydra overrides, e.g. world=two_rooms policy=noisy_expert episodes=200 policy.params.noise=0.5")
-    col.add_argument("--cfg", action="store_true", help="print the composed config and exit")
-    col.set_defaults(func=cmd_collect)
+    _config_command(sub, "collect", cmd_collect,
+                    "reward-free episodes into an HDF5 file (world=... policy=random|noisy_expert episodes=N data=PATH)",
+                    "Runs `episodes` seeded episodes (seeds seed, seed+1, ...) of `steps` control steps with a scripted "
+                    "policy and the world's top-down camera on, and writes frames, states and actions to `data` "
+                    "(HDF5, see amiagent.collect). Running it again resumes the file; overwrite=true starts it afresh.",
+                    "world=two_rooms policy=noisy_expert episodes=200 policy.params.noise=0.5")
 
-    tr = sub.add_parser("train", help="train a JEPA world model on collected episodes (world_model=jepa "
-                                      "data=PATH out=PATH)",
-                        description="Trains the encoder, predictor and probe of world_model=jepa on the episodes in "
-                                    "`data` (from amiagent collect) into the checkpoint `out`, with loss curves and "
-                                    "collapse diagnostics in <out>.metrics.csv and <out>.png. Running it again on the "
-                                    "same `out` resumes up to world_model.train.steps; resume=false starts afresh.")
-    tr.add_argument("overrides", nargs="*",
-                    help="Hydra overrides, e.g. data=data/open_field.h5 out=models/open_field.pt "
-                         "world_model.model.regularizer=sigreg world_model.train.max_minutes=10")
-    tr.add_argument("--cfg", action="store_true", help="print the composed config and exit")
-    tr.set_defaults(func=cmd_train)
+    _config_command(sub, "train", cmd_train,
+                    "train a JEPA world model on collected episodes (world_model=jepa data=PATH out=PATH)",
+                    "Trains the encoder, predictor and probe of world_model=jepa on the episodes in `data` (from "
+                    "amiagent collect) into the checkpoint `out`, with loss curves and collapse diagnostics in "
+                    "<out>.metrics.csv and <out>.png. Running it again on the same `out` resumes up to "
+                    "world_model.train.steps; resume=false starts afresh.",
+                    "data=data/open_field.h5 out=models/open_field.pt world_model.model.regularizer=sigreg "
+                    "world_model.train.max_minutes=10")
 
-    dis = sub.add_parser("distill", help="distil a Mode-1 policy from the Mode-2 agent's plans (agent=... world=... "
-                                         "episodes=N out=PATH)",
-                         description="Runs `episodes` seeded Mode-2 episodes (seeds seed, seed+1, ...; runtime local, "
-                                     "lockstep), records each cycle's state, goal and plan, and fits a policy network "
-                                     "to the plans by behaviour cloning (validation split by episode) into `out`, with "
-                                     "the loss per epoch in <out>.metrics.csv and <out>.png. Act with it alone through "
-                                     "agent=mode1, or as the Mode-2 actor's warm start (agent.actor.params.proposal).")
-    dis.add_argument("overrides", nargs="*",
-                     help="Hydra overrides, e.g. world=open_field episodes=40 out=models/mode1-open_field.pt "
-                          "distill.epochs=300")
-    dis.add_argument("--cfg", action="store_true", help="print the composed config and exit")
-    dis.set_defaults(func=cmd_distill)
+    _config_command(sub, "distill", cmd_distill,
+                    "distil a Mode-1 policy from the Mode-2 agent's plans (agent=... world=... episodes=N out=PATH)",
+                    "Runs `episodes` seeded Mode-2 episodes (seeds seed, seed+1, ...; runtime local, lockstep), "
+                    "records each cycle's state, goal and plan, and fits a policy network to the plans by behaviour "
+                    "cloning (validation split by episode) into `out`, with the loss per epoch in <out>.metrics.csv "
+                    "and <out>.png. Act with it alone through agent=mode1, or as the Mode-2 actor's warm start "
+                    "(agent.actor.params.proposal).",
+                    "world=open_field episodes=40 out=models/mode1-open_field.pt distill.epochs=300")
 
     swap = sub.add_parser("swap", help="hot-swap one module's plugin in a running agent",
                           usage="amiagent swap [AGENT] MODULE [name=PLUGIN] [params.KEY=VALUE ...] [--endpoint E]",
