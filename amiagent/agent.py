@@ -717,25 +717,27 @@ class Agent:
         self._pending = None
         late = self.loop.lockstep and time.perf_counter() - started > self.loop.deadline
         self.counters.missed_deadlines += int(late)
-        try:
-            self._validate(plan.actions, "plan.actions", plan=True)
-        except ContractError as exc:
-            self.counters.planner_errors += 1
-            log.error("discarding an invalid plan: %s", exc)
+        if not self._valid_plan(plan, "plan"):
             return None, False
         self._last_plan = (index, plan)
         return plan, late
 
-    def _keep_late(self, asked_at: int, index: int, plan: Plan) -> None:
-        """Keep a plan that finished after its cycle as the last plan, if it is newer and has steps left."""
-        steps_left = min(plan.actions.shape[0], self.loop.plan_validity) if plan.actions.ndim == 2 else 0
-        if index - asked_at >= steps_left or (self._last_plan and self._last_plan[0] >= asked_at):
-            return
+    def _valid_plan(self, plan: Plan, what: str) -> bool:
+        """Whether `plan`'s actions may be sent; an invalid one is counted as a planner error and logged."""
         try:
             self._validate(plan.actions, "plan.actions", plan=True)
+            return True
         except ContractError as exc:
             self.counters.planner_errors += 1
-            log.error("discarding an invalid late plan: %s", exc)
+            log.error("discarding an invalid %s: %s", what, exc)
+            return False
+
+    def _keep_late(self, asked_at: int, index: int, plan: Plan) -> None:
+        """Keep a plan that finished after its cycle as the last plan, if it is newer and has steps left."""
+        age = index - asked_at
+        if age >= self.loop.plan_validity or (self._last_plan and self._last_plan[0] >= asked_at):
+            return
+        if not self._valid_plan(plan, "late plan") or age >= plan.actions.shape[0]:
             return
         self._last_plan = (asked_at, plan)
         self._below_infeasible = not (plan.feasible and self._subgoal_feasible)  # what the hierarchy hears

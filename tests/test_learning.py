@@ -148,9 +148,9 @@ def test_a_stride_k_latent_model_plans_level_one_of_a_learned_hierarchy(tiny_epi
         episode = run_episode(agent, world, 2, on_cycle=cycles.append)
         assert level.replans >= 2  # first plan, then every 10 control steps (or sooner)
         assert level.plan.states.shape == (level.config.horizon, level.world_model.state_dim)
-        handed = agent.task_settings.goal if level.subgoal is None else level.subgoal
-        base = agent.hierarchy._base_goal
-        assert len(handed) == len(base) and handed[4:] == base[4:]  # only the probe's (x, y) is handed down
+        handed, base = level.subgoal, agent.hierarchy._base_goal
+        assert handed is not None and len(handed) == len(base)
+        assert handed[4:] == base[4:]  # only the probe's (x, y) is handed down
     finally:
         agent.close()
         world.close()
