@@ -280,6 +280,29 @@ def check_body_fits(agent: Agent, world: World) -> None:
             f"takes {low.tolist()}...{high.tolist()}: the planner would count on authority the body does not have "
             "(set the world model's bounds, e.g. max_accel, from the world's)"
         )
+    check_frames_match(agent, world)
+
+
+CAMERA_SETTINGS = {"image_size": 64, "camera_supersample": 1, "camera_zones": False}
+"""World camera settings a learned perception's frames depend on, with the values of checkpoints that predate them."""
+
+
+def check_frames_match(agent: Agent, world: World) -> None:
+    """A perception trained on camera frames must see frames rendered as its training data's were.
+
+    Frames drawn another way (other size, sampling, or zones drawn) are
+    inputs the encoder never saw: its latents, and every plan on them, would
+    be off without any error. Refused, naming the setting to change.
+    """
+    trained = (getattr(agent.modules.perception, "info", None) or {}).get("world_params")
+    params = getattr(world, "params", None)
+    if not trained or not getattr(params, "camera", False):
+        return
+    for name, default in CAMERA_SETTINGS.items():
+        want, have = trained.get(name, default), getattr(params, name, default)
+        if want != have:
+            raise ConfigError(f"agent.perception was trained on frames with {name}={want} but the world renders "
+                              f"{name}={have}: set world.params.{name}={want}")
 
 
 @dataclass(frozen=True)

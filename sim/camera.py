@@ -8,6 +8,12 @@ a frustum that matches that square on the floor: nearly orthographic, the top
 of a 0.5 m wall at the arena's edge shows about 5 mm off its foot.
 (TinyRenderer draws nothing through an orthographic matrix, hence the height.)
 
+With `supersample` s > 1 each frame is rendered at s times the size and
+averaged over s x s blocks, as a real sensor integrates light over each pixel:
+a pixel on the robot's edge takes the share of it that covers the pixel, so
+the frame changes smoothly as the robot moves less than a pixel. (One sample
+per pixel switches whole pixels on and off, in steps of a pixel's width.)
+
 Lighting is flat (ambient only, no shadows): a surface renders as its own
 colour from every place in the arena, so a frame depends on where things are,
 not on where a light is.
@@ -44,9 +50,10 @@ class TopCamera:
     `pixel`.
     """
 
-    def __init__(self, bounds: Bounds, size: int):
+    def __init__(self, bounds: Bounds, size: int, supersample: int = 1):
         (xmin, xmax), (ymin, ymax) = bounds
         self.size = int(size)
+        self.supersample = int(supersample)
         self.centre = ((xmin + xmax) / 2, (ymin + ymax) / 2)
         self.span = max(xmax - xmin, ymax - ymin) + 2 * MARGIN
         """Metres the image covers along each axis."""
@@ -54,7 +61,7 @@ class TopCamera:
         near, far = HEIGHT - DEPTH, HEIGHT + DEPTH
         k = near / HEIGHT  # the floor's half-span seen at the near plane
         # TinyRenderer samples pixel corners, not centres: aiming half a pixel up and right centres them
-        shift = 0.5 * self.span / self.size
+        shift = 0.5 * self.span / (self.size * self.supersample)
         cx, cy = self.centre[0] + shift, self.centre[1] + shift
         self._view = p.computeViewMatrix([cx, cy, HEIGHT], [cx, cy, 0.0], [0.0, 1.0, 0.0])
         self._proj = p.computeProjectionMatrix(-half * k, half * k, -half * k, half * k, near, far)
@@ -74,10 +81,14 @@ class TopCamera:
 
     def render(self, client: Any) -> np.ndarray:
         """A (size, size, 3) uint8 RGB frame of `client`'s scene as it is now."""
-        n = self.size
+        n, s = self.size * self.supersample, self.supersample
         _, _, rgba, _, _ = client.getCameraImage(
             n, n, self._view, self._proj, renderer=p.ER_TINY_RENDERER, shadow=0,
             lightAmbientCoeff=1.0, lightDiffuseCoeff=0.0, lightSpecularCoeff=0.0,
             flags=p.ER_NO_SEGMENTATION_MASK,
         )
-        return np.ascontiguousarray(np.asarray(rgba, dtype=np.uint8).reshape(n, n, 4)[..., :3])
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(n, n, 4)[..., :3]
+        if s == 1:
+            return np.ascontiguousarray(rgb)
+        blocks = rgb.reshape(self.size, s, self.size, s, 3).mean(axis=(1, 3), dtype=np.float32)
+        return np.rint(blocks).astype(np.uint8)

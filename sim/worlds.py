@@ -71,7 +71,8 @@ class SimParams:
     `goal_in_keep_out`: put the goal inside a zone (an infeasible task).
     `camera`: observations carry a top-down frame `images["top"]` of
     `image_size` x `image_size` pixels (16 to 256), and tasks a goal observation.
-    `camera_zones`: draw the keep-out zones in camera frames. They are virtual
+    `camera_supersample`: samples per pixel along each axis (1 to 8; averaged, see
+    `amiagent.sim.camera`). `camera_zones`: draw the keep-out zones in camera frames. They are virtual
     markings the agent is told about through the task's constraints, not
     obstacles, so frames leave them out by default: a learned encoder then
     spends its latent on the robot and the walls, not on each episode's zones.
@@ -91,6 +92,7 @@ class SimParams:
     goal_in_keep_out: bool = False
     camera: bool = False
     image_size: int = 64
+    camera_supersample: int = 1
     camera_zones: bool = False
 
     max_zones: ClassVar[int] = 6
@@ -120,6 +122,9 @@ class SimParams:
         size = self.image_size
         if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 256:
             raise ConfigError(f"image_size must be a whole number of pixels in [16, 256], got {size!r}")
+        s = self.camera_supersample
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 8:
+            raise ConfigError(f"camera_supersample must be a whole number in [1, 8], got {s!r}")
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,7 @@ class PybulletWorld(World):
         goal_observation = None
         if prm.camera:
             # the robot visits the goal before any physics step, so the episode is the same with the camera off
-            self.camera = TopCamera(scene.bounds, prm.image_size)
+            self.camera = TopCamera(scene.bounds, prm.image_size, prm.camera_supersample)
             self.body.place(*scene.goal)
             goal_observation = Observation(t=0.0, state=np.array([scene.goal[0], scene.goal[1], 0.0, 0.0]),
                                            images={IMAGE_KEY: self._render()})

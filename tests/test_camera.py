@@ -87,6 +87,36 @@ def test_the_robot_shows_where_it_is_and_its_pixels_follow_it(make):
     assert not changed[~(robot_pixels(before) | robot_pixels(after))].any()
 
 
+def coverage_centroid(frame: np.ndarray, near: tuple[float, float]) -> np.ndarray:
+    """(row, col) of the robot weighted by how much of each pixel it covers, within 4 px of `near`."""
+    r, b = frame[..., 0].astype(float), frame[..., 2].astype(float)
+    floor_r, robot_r = np.median(r), 38.0
+    cover = np.clip((floor_r - r) / (floor_r - robot_r), 0.0, 1.0) * (b > r)  # blue over grey: the robot
+    rows, cols = np.indices(r.shape)
+    cover[(np.abs(rows - near[0]) > 4) | (np.abs(cols - near[1]) > 4)] = 0.0
+    return np.array([(rows * cover).sum(), (cols * cover).sum()]) / cover.sum()
+
+
+def test_supersampled_frames_follow_the_robot_between_pixels(make):
+    # an eighth of a pixel at a time, across one pixel: with one sample per pixel the frame moves in whole-pixel
+    # steps; averaging 2 x 2 samples shows the robot's share of each edge pixel, so the frame follows it
+    errors, frames = {}, {}
+    for supersample in (1, 2):
+        world = make(OpenField, camera=True, n_zones=0, camera_supersample=supersample)
+        seen, err = [], []
+        for k in range(9):
+            world.reset(1)
+            step = world.camera.metres_per_pixel
+            x = -3.0 + k * step / 8
+            world.place(x, -3.0)
+            f = frame(world)
+            seen.append(f.tobytes())
+            err.append(np.abs(coverage_centroid(f, world.camera.pixel(x, -3.0)) - world.camera.pixel(x, -3.0)))
+        frames[supersample], errors[supersample] = len(set(seen)), np.max(err)
+    assert frames[2] > frames[1] and frames[2] >= 5
+    assert errors[2] < 0.15 < errors[1]  # pixels
+
+
 def red_pixels(f):
     r, g, b = (f[..., k].astype(int) for k in range(3))
     return ((r > 200) & (g < 60) & (b < 60)).sum()
@@ -201,7 +231,8 @@ def test_place_puts_the_robot_at_rest_before_the_first_step_only(make):
 
 
 @pytest.mark.parametrize("bad", [{"image_size": 8}, {"image_size": 300}, {"image_size": True},
-                                 {"image_size": 64.0}, {"camera": "yes"}])
+                                 {"image_size": 64.0}, {"camera": "yes"}, {"camera_supersample": 0},
+                                 {"camera_supersample": 9}, {"camera_supersample": 2.0}])
 def test_camera_settings_are_checked(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         SimParams(**bad)

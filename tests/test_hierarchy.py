@@ -235,3 +235,15 @@ def test_goal_inside_a_keep_out_zone_is_reported_infeasible_and_the_body_stops_s
     assert episode.total_violations == 0, episode.violations
     assert episode.min_clearance > 0
     assert episode.final_distance < 1.5  # it crossed the door and waits by the zone
+
+
+def test_a_benchmark_episode_that_raises_is_a_named_failure_and_the_work_item_carries_on():
+    from amiagent.bench.hierarchy import Job, run_job, summary
+
+    # a goal read from the camera, in a world without one: every episode raises when it starts
+    rows, plan_ms, steps = run_job(Job("navigator", "open_field", (0, 1), ("+agent.goal_from=observation",)))
+    assert [r["seed"] for r in rows] == [0, 1]  # the second seed ran after the first one failed
+    s = summary(rows, plan_ms, steps)
+    assert s["success_rate"] == 0.0 and s["failures"] == [0, 1]
+    assert set(s["errors"]) == {0, 1} and "camera" in s["errors"][0]
+    assert s["plan_ms_p50"] is None

@@ -71,6 +71,19 @@ def test_without_a_goal_image_the_agent_says_what_is_missing(checkpoint):
         world.close()
 
 
+@pytest.mark.parametrize("setting", ["camera_supersample=2", "image_size=32", "camera_zones=true"])
+def test_frames_drawn_otherwise_than_the_training_data_are_refused(checkpoint, setting):
+    cfg = _config(checkpoint, f"world.params.{setting}")
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    name = setting.split("=")[0]
+    try:
+        with pytest.raises(ConfigError, match=f"trained on frames with {name}=.* set world.params.{name}="):
+            run_episode(agent, world, 0)
+    finally:
+        agent.close()
+        world.close()
+
+
 def test_a_measured_state_safety_filter_needs_its_own_model(checkpoint):
     cfg = _config(checkpoint)
     del cfg["agent"]["safety"]["world_model"]

@@ -14,7 +14,7 @@ from amiagent.errors import ConfigError
 from amiagent.learning.data import load_episodes
 from amiagent.learning.jepa import JEPAConfig
 from amiagent.learning.regularizers import effective_rank, sigreg, vicreg
-from amiagent.learning.train import TrainConfig, TrainResult, load_checkpoint, load_model, train
+from amiagent.learning.train import TrainConfig, TrainResult, load_checkpoint, load_model, solve_linear_probe, train
 from tests.conftest import TINY_MODEL
 
 
@@ -28,6 +28,15 @@ def test_regularizers_score_collapse_far_above_a_spread_latent():
         assert loss(line) > 5 * loss(spread)
     assert effective_rank(spread) > 14
     assert effective_rank(line) < 1.1
+
+
+def test_the_linear_probe_is_solved_exactly_by_least_squares():
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(2000, 10, generator=generator) * torch.linspace(0.5, 3.0, 10) + 2.0  # uneven scales, offset
+    weight, bias = torch.randn(4, 10, generator=generator), torch.randn(4, generator=generator)
+    layer = torch.nn.Linear(10, 4)
+    solve_linear_probe(layer, z, z @ weight.T + bias)
+    assert torch.allclose(layer.weight, weight, atol=1e-3) and torch.allclose(layer.bias, bias, atol=1e-2)
 
 
 def test_data_windows_follow_the_actions(tiny_episodes):

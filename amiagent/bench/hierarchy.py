@@ -58,12 +58,24 @@ def run_job(job: Job) -> tuple[list[dict[str, Any]], list[float], list[float]]:
 
     torch.set_num_threads(1)
     cfg = load_config([f"agent={job.agent}", f"world={job.world}", "runtime=local", *job.overrides])
-    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
-    agent.loop = dataclasses.replace(agent.loop, lockstep=True)
+
+    def build():
+        agent = build_agent(cfg["agent"])
+        agent.loop = dataclasses.replace(agent.loop, lockstep=True)
+        return agent, build_world(cfg["world"])
+
+    agent, world = build()
     rows, plan_ms, steps = [], [], []
     try:
         for seed in job.seeds:
-            episode = run_episode(agent, world, seed)
+            try:
+                episode = run_episode(agent, world, seed)
+            except Exception as exc:  # one broken episode is a failure to report, not the end of the benchmark
+                rows.append(error_row(seed, exc))
+                agent.close()
+                world.close()
+                agent, world = build()  # whatever state the error left behind goes with them
+                continue
             rows.append(episode_row(episode))
             plan_ms.extend(episode.planning_ms().tolist())
             steps.extend(episode.model_steps().tolist())
@@ -71,6 +83,12 @@ def run_job(job: Job) -> tuple[list[dict[str, Any]], list[float], list[float]]:
         agent.close()
         world.close()
     return rows, plan_ms, steps
+
+
+def error_row(seed: int, exc: BaseException) -> dict[str, Any]:
+    """The row of an episode that raised: not a success, its violations unknown, the error named."""
+    return {"seed": seed, "status": "error", "success": False, "steps": 0, "violations": 0, "infeasible_reports": 0,
+            "missed_deadlines": 0, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def summary(rows: list[dict[str, Any]], plan_ms: list[float], steps: list[float]) -> dict[str, Any]:
@@ -86,14 +104,28 @@ def summary(rows: list[dict[str, Any]], plan_ms: list[float], steps: list[float]
         "episodes_with_violations": sum(r["violations"] > 0 for r in rows),
         "total_violations": sum(r["violations"] for r in rows),
         "infeasible_reports": sum(r["infeasible_reports"] for r in rows),
-        "steps_mean": float(np.mean([r["steps"] for r in rows])) if n else 0.0,
+        "steps_mean": float(np.mean(ran)) if (ran := [r["steps"] for r in rows if r.get("status") != "error"]) else 0.0,
         "plan_ms_p50": float(np.percentile(plan_ms, 50)) if plan_ms else None,
         "plan_ms_p99": float(np.percentile(plan_ms, 99)) if plan_ms else None,
         "model_steps_per_cycle": float(np.mean(steps)) if steps else None,
         "missed_deadlines": sum(r["missed_deadlines"] for r in rows),
         "failures": sorted(r["seed"] for r in rows if not r["success"]),
+        "errors": {r["seed"]: r["error"] for r in rows if r.get("status") == "error"},
         "seeds_with_violations": sorted(r["seed"] for r in rows if r["violations"]),
     }
+
+
+def plan_ms(s: dict[str, Any]) -> str:
+    """A summary's planning time p50 / p99 for a table ("-" when no episode planned)."""
+    return "-" if s["plan_ms_p50"] is None else f"{s['plan_ms_p50']:.1f} / {s['plan_ms_p99']:.1f}"
+
+
+def print_errors(console, label: str, s: dict[str, Any]) -> None:
+    """Name the episodes that raised (counted as failures; their violations are unknown)."""
+    for seed, error in list(s["errors"].items())[:10]:
+        console.print(f"[red]{label}: seed {seed} raised {error}[/red] (counted as not reached)")
+    if len(s["errors"]) > 10:
+        console.print(f"[red]{label}: {len(s['errors']) - 10} more episodes raised[/red]")
 
 
 def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tuple[str, str], tuple[list, list, list]]:
@@ -115,7 +147,10 @@ def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tup
         futures = {pool.submit(run_job, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
-            rows, plan_ms, steps = future.result()
+            try:
+                rows, plan_ms, steps = future.result()
+            except Exception as exc:  # the worker itself died (killed, out of memory): its episodes are errors
+                rows, plan_ms, steps = [error_row(seed, exc) for seed in job.seeds], [], []
             got = results.setdefault((job.world, job.agent), ([], [], []))
             got[0].extend(rows)
             got[1].extend(plan_ms)
@@ -174,13 +209,14 @@ def main(argv: list[str] | None = None) -> int:
                 world, agent, f"{s['success_rate']:.1%} ({low:.1%}-{high:.1%})",
                 "-" if target is None else f">= {target:.0%}, 0 viol: {'met' if met else 'NOT met'}",
                 str(s["episodes_with_violations"]), str(s["infeasible_reports"]), f"{s['steps_mean']:.0f}",
-                f"{s['plan_ms_p50']:.1f} / {s['plan_ms_p99']:.1f}", f"{s['model_steps_per_cycle']:.0f}",
+                plan_ms(s), "-" if s["model_steps_per_cycle"] is None else f"{s['model_steps_per_cycle']:.0f}",
                 str(s["missed_deadlines"]),
             )
     console.print(table)
     for key, s in out["results"].items():
         if s["failures"] or s["seeds_with_violations"]:
             console.print(f"{key}: not reached {s['failures'][:30]}; with violations {s['seeds_with_violations'][:30]}")
+        print_errors(console, key, s)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

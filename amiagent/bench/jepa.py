@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from amiagent.bench.hierarchy import Job, run_jobs, summary
+from amiagent.bench.hierarchy import Job, plan_ms, print_errors, run_jobs, summary
 
 TARGETS = {"open_field": 0.95, "two_rooms": 0.90}
 ORACLES = {"open_field": "navigator", "two_rooms": "hierarchical"}
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{s['success_rate']:.1%} ({low:.1%}-{high:.1%})",
                       f">= {target:.0%}, 0 viol: {'met' if met else 'NOT met'}" if label == "jepa" else "-",
                       str(s["episodes_with_violations"]), f"{s['steps_mean']:.0f}",
-                      f"{s['plan_ms_p50']:.1f} / {s['plan_ms_p99']:.1f}", str(s["missed_deadlines"]))
+                      plan_ms(s), str(s["missed_deadlines"]))
     console.print(table)
     jepa, oracle = out["results"]["jepa"], out["results"]["oracle"]
     ratio = jepa["success_rate"] / oracle["success_rate"] if oracle["success_rate"] else float("nan")
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, s in out["results"].items():
         if s["failures"] or s["seeds_with_violations"]:
             console.print(f"{label}: not reached {s['failures'][:30]}; with violations {s['seeds_with_violations'][:30]}")
+        print_errors(console, label, s)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=float))
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from amiagent.errors import ConfigError
 from amiagent.learning.checkpoints import load_payload, save_atomic
@@ -35,7 +36,8 @@ class TrainConfig:
     """How to train. `steps`: optimiser steps in all (a resumed run trains up to this count).
     `batch`: windows per step. `lr`, `weight_decay`: AdamW. `val_fraction`: episodes held out.
     `eval_every` / `checkpoint_every`: steps between validations / checkpoints.
-    `probe_steps`: extra steps fitting the probe on the final, frozen encoder.
+    `probe_steps`: refit the probe on the final, frozen encoder (0: don't): a linear probe is solved
+    by least squares on up to 8192 training latents, a hidden-layer one trained this many steps.
     `max_minutes`: stop early (and save) after this much wall-clock time; 0: no limit.
     `threads`: torch threads (0: torch's default). `seed`: initialisation and sampling.
     """
@@ -188,6 +190,10 @@ def fit_probe(model: JEPA, episodes: Episodes, rows: torch.Tensor, cfg: TrainCon
         frames, states = episodes.frames[sample], episodes.states[sample]
         z = torch.cat([model.encode(frames[i:i + 512], states[i:i + 512]) for i in range(0, len(sample), 512)])
         model.train()
+    target = (states - model.probe.mean) / model.probe.scale
+    if isinstance(model.probe.net, nn.Linear):  # least squares: exact, where a few hundred SGD steps were not
+        solve_linear_probe(model.probe.net, z, target)
+        return
     optimizer = torch.optim.AdamW(model.probe.parameters(), lr=cfg.lr)
     for _ in range(cfg.probe_steps):
         pick = torch.randint(len(z), (256,), generator=generator)
@@ -195,6 +201,17 @@ def fit_probe(model: JEPA, episodes: Episodes, rows: torch.Tensor, cfg: TrainCon
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+
+@torch.no_grad()
+def solve_linear_probe(layer: nn.Linear, z: torch.Tensor, target: torch.Tensor, ridge: float = 1e-4) -> None:
+    """Set `layer` to the ridge least-squares map from latents `z` (N, D) to `target` (N, S)."""
+    mean = z.mean(dim=0)
+    x = (z - mean).double()
+    gram = x.T @ x / len(x) + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    weight = torch.linalg.solve(gram, x.T @ (target.double() - target.double().mean(dim=0)) / len(x)).T
+    layer.weight.copy_(weight.float())
+    layer.bias.copy_((target.mean(dim=0) - weight.float() @ mean))
 
 
 def _normalizer(episodes: Episodes, cfg: JEPAConfig) -> Normalizer:
