@@ -133,6 +133,26 @@ def test_bad_inputs_are_refused_with_the_fix(tiny_episodes, tmp_path):
         JEPAConfig(regularizer="barlow")
     with pytest.raises(ConfigError, match="image_size even"):
         JEPAConfig(image_size=63)
+    with pytest.raises(ConfigError, match="proprio_weight"):
+        JEPAConfig(proprio_weight=-1.0)
+
+
+def test_proprio_weight_scores_the_velocity_dims_apart_from_the_image_dims():
+    from amiagent.learning.jepa import JEPA, Normalizer
+
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (4, 3, 64, 64, 3), dtype=torch.uint8, generator=generator)
+    states, actions = torch.randn(4, 3, 4, generator=generator), torch.randn(4, 2, 2, generator=generator)
+    norm = Normalizer(torch.ones(2), torch.zeros(2), torch.ones(2))
+    parts = {}
+    for weight in (None, 0.0, 3.0):
+        torch.manual_seed(0)  # the same weights every time
+        model = JEPA(JEPAConfig(**{**TINY_MODEL, "proprio_weight": weight}), 2, 4, norm)
+        parts[weight] = model.loss(frames, states, actions)[1]["prediction"]
+    d, p = TINY_MODEL["latent_dim"], 2
+    image = parts[0.0]  # with weight 0 only the image dims count
+    proprio = (parts[None] * (d + p) - image * d) / p  # one mean over all dims = the dims' weighted means
+    assert proprio > 0 and parts[3.0] == pytest.approx(image + 3.0 * proprio, rel=1e-4)
 
 
 def test_a_stride_k_latent_model_plans_level_one_of_a_learned_hierarchy(tiny_episodes, tiny_checkpoint, tmp_path):

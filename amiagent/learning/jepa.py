@@ -50,6 +50,10 @@ class JEPAConfig:
     (as in PLDM, Sobal et al. 2025): with the anti-collapse term asking every
     dim for unit variance, it makes that variance come from what changes
     slowly (where the robot is) rather than from features that flicker.
+    `proprio_weight`: None scores the prediction as one mean squared error over
+    all d + P dims; a number scores the image dims' mean and adds the
+    proprioceptive dims' mean times this weight, so the P velocity dims, which
+    carry the dynamics, count as much as the d image dims together.
     """
 
     image_size: int = 64
@@ -66,6 +70,7 @@ class JEPAConfig:
     target: str = "stopgrad"
     ema: float = 0.99
     smooth_weight: float = 1.0
+    proprio_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.regularizer not in REGULARIZERS:
@@ -77,6 +82,8 @@ class JEPAConfig:
         if not self.channels or self.image_size % 2 or self.keypoints < 1:
             raise ConfigError(f"jepa: channels must be non-empty, image_size even and keypoints >= 1, got "
                               f"{self.channels}, {self.image_size}, {self.keypoints}")
+        if self.proprio_weight is not None and not (math.isfinite(self.proprio_weight) and self.proprio_weight >= 0):
+            raise ConfigError(f"jepa: proprio_weight must be null or a number >= 0, got {self.proprio_weight}")
         if not 0.0 <= self.ema < 1.0 or self.reg_weight < 0 or self.smooth_weight < 0:
             raise ConfigError(f"jepa: ema in [0, 1), reg_weight and smooth_weight >= 0 required, got {self.ema}, "
                               f"{self.reg_weight}, {self.smooth_weight}")
@@ -257,7 +264,12 @@ class JEPA(nn.Module):
         for step in range(k1 - 1):
             current = self.predictor(current, acts[:, step])
             predicted.append(current)
-        prediction = (torch.stack(predicted, dim=1) - targets).pow(2).mean()
+        errors = (torch.stack(predicted, dim=1) - targets).pow(2)             # (B, K, d + P)
+        d = self.cfg.latent_dim
+        if self.cfg.proprio_weight is None or errors.shape[-1] == d:
+            prediction = errors.mean()
+        else:
+            prediction = errors[..., :d].mean() + self.cfg.proprio_weight * errors[..., d:].mean()
         flat_z = z.reshape(b * k1, -1)
         reg = vicreg(image) if self.cfg.regularizer == "vicreg" else sigreg(image, generator=generator)
         steps = image.reshape(b, k1, -1)
