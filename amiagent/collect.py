@@ -135,11 +135,16 @@ def _header(world: Any, policy: Policy, config: CollectConfig) -> dict[str, Any]
     }
 
 
+ADDED_WORLD_PARAMS = {"camera_supersample": 1}
+"""World settings newer than some data files, with the value those files were collected with."""
+
+
 def _comparable(key: str, value: Any) -> Any:
     if key.endswith("_params"):
         params = json.loads(value)
         if key == "world_params":
             params.pop("gui", None)  # the GUI shows the same episodes
+            params = {**ADDED_WORLD_PARAMS, **params}
         return params
     return value.item() if isinstance(value, np.generic) else value
 

@@ -121,6 +121,19 @@ def test_a_file_of_other_settings_is_refused_unless_overwritten(tmp_path, capsys
     assert "overwrite=true" in capsys.readouterr().out
 
 
+def test_a_file_from_before_camera_supersample_resumes_as_collected_with_one_sample(tmp_path, capsys):
+    path = tmp_path / "d.h5"
+    assert run("episodes=1", "steps=10", f"data={path}") == 0
+    with h5py.File(path, "r+") as f:  # as written before the setting existed
+        params = json.loads(f.attrs["world_params"])
+        del params["camera_supersample"]
+        f.attrs["world_params"] = json.dumps(params)
+    assert run("episodes=2", "steps=10", f"data={path}") == 0
+    capsys.readouterr()
+    assert run("episodes=2", "steps=10", f"data={path}", "world.params.camera_supersample=2") == 2
+    assert "camera_supersample=1 (now 2)" in capsys.readouterr().out
+
+
 def test_bad_options_are_clear_errors(tmp_path, capsys):
     for args, expected in ((["world=workcell"], "point-robot world"), (["policy.params.drag=-1"], "drag"),
                            (["episodes=0"], "episodes"), (["policy.params.hold_max=0"], "hold_max")):

@@ -38,7 +38,8 @@ class TrainConfig:
     `eval_every` / `checkpoint_every`: steps between validations / checkpoints.
     `probe_steps`: refit the probe on the final, frozen encoder (0: don't): a linear probe is solved
     by least squares on up to 8192 training latents, a hidden-layer one trained this many steps.
-    `max_minutes`: stop early (and save) after this much wall-clock time; 0: no limit.
+    `max_minutes`: the whole run's wall-clock budget, the final probe fit and save included: the
+    steps stop early enough for them (an estimate from the validations timed so far); 0: no limit.
     `threads`: torch threads (0: torch's default). `seed`: initialisation and sampling.
     """
 
@@ -72,6 +73,10 @@ class TrainResult:
     seconds: float
     final: dict
     history: list
+
+
+FINISH_VALIDATIONS = 10
+"""The work after the last step (two validations, the probe's 8192-frame encoding, saving), in validations."""
 
 
 def train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: TrainConfig,
@@ -114,8 +119,9 @@ def train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: 
     info = _info(episodes, data, cfg)
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     recent: list[dict] = []
+    finish_s = 0.0  # what the run does after its last step, estimated from the validations so far
     model.train()
-    while step < cfg.steps and time.perf_counter() < deadline:
+    while step < cfg.steps and time.perf_counter() < deadline - finish_s:
         rows = train_rows[torch.randint(len(train_rows), (cfg.batch,), generator=generator)]
         frames, states, actions = episodes.batch(rows, model_cfg.horizon, model_cfg.stride)
         loss, parts = model.loss(frames, states, actions, generator=generator)
@@ -127,9 +133,12 @@ def train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: 
         step += 1
         recent.append(parts)
         if step % cfg.eval_every == 0 or step == cfg.steps:
+            timed = time.perf_counter()
+            figures = validate(model, episodes, val_batch)
+            # the finish validates twice and encodes up to 8192 frames for the probe: about 10 validations' work
+            finish_s = max(finish_s, FINISH_VALIDATIONS * (time.perf_counter() - timed))
             row = {"step": step, "seconds": time.perf_counter() - started,
-                   **{f"train_{k}": float(np.mean([r[k] for r in recent])) for k in recent[0]},
-                   **validate(model, episodes, val_batch)}
+                   **{f"train_{k}": float(np.mean([r[k] for r in recent])) for k in recent[0]}, **figures}
             history.append(row)
             recent = []
             log.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step"))
