@@ -283,8 +283,8 @@ def check_body_fits(agent: Agent, world: World) -> None:
     check_frames_match(agent, world)
 
 
-CAMERA_SETTINGS = {"image_size": 64, "camera_supersample": 1, "camera_zones": False}
-"""World camera settings a learned perception's frames depend on, with the values of checkpoints that predate them."""
+CAMERA_SETTINGS = ("image_size", "camera_supersample", "camera_zones")
+"""World camera settings a learned perception's frames depend on."""
 
 
 def check_frames_match(agent: Agent, world: World) -> None:
@@ -296,10 +296,11 @@ def check_frames_match(agent: Agent, world: World) -> None:
     """
     trained = (getattr(agent.modules.perception, "info", None) or {}).get("world_params")
     params = getattr(world, "params", None)
-    if not trained or not getattr(params, "camera", False):
+    if not trained or not dataclasses.is_dataclass(params) or not getattr(params, "camera", False):
         return
-    for name, default in CAMERA_SETTINGS.items():
-        want, have = trained.get(name, default), getattr(params, name, default)
+    defaults = {f.name: f.default for f in dataclasses.fields(params)}  # what data older than a setting used
+    for name in CAMERA_SETTINGS:
+        want, have = trained.get(name, defaults.get(name)), getattr(params, name, None)
         if want != have:
             raise ConfigError(f"agent.perception was trained on frames with {name}={want} but the world renders "
                               f"{name}={have}: set world.params.{name}={want}")
