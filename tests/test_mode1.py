@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 
 import pytest
 import torch
 
 from amiagent import checks, registry
-from amiagent.agent import to_body_action
 from amiagent.build import build_agent, build_module, build_world
 from amiagent.cli import main
 from amiagent.errors import AmiagentError
 from amiagent.learning.policy import Obstacles, features, load_policy
 from amiagent.runtime.local import run_episode
-
-MPC = registry.load_class("actor", "mpc")
+from tests._lateness import drive, scheduled_planner  # noqa: F401 (a fixture)
 
 
 def _with_mode1(cfg, checkpoint, mode1_only: bool):
@@ -67,10 +64,12 @@ def test_features_see_the_nearest_zones_first_within_range():
     assert circle == [0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]
 
 
-def test_policy_actor_passes_its_checker_and_is_fast(tiny_policy, navigator_config):
+def test_policy_actor_passes_its_checker_and_answers_without_search(tiny_policy, navigator_config):
     actor = registry.create("actor", "policy", {"checkpoint": str(tiny_policy)})
     checks.check_actor(actor)
-    # one act on the navigator's own modules: network, rollout and cost, well under 5 ms on one thread
+    # one act on the navigator's own modules: network, rollout and cost. How fast that is is measured by
+    # `amiagent eval agent=mode1` (planning ms p50 / p99, the README's Mode-1 table); here, what makes it
+    # fast: no search, only the world-model steps to chain the policy's chunks and to score the plan once
     agent_cfg = navigator_config["agent"]
     wm, cost = build_module("world_model", agent_cfg["world_model"]), build_module("cost", agent_cfg["cost"])
     world = build_world(navigator_config["world"])
@@ -83,13 +82,14 @@ def test_policy_actor_passes_its_checker_and_is_fast(tiny_policy, navigator_conf
     actor.bind(wm, cost)
     actor.apply(settings)
     state = torch.tensor([[-3.5, 0.0, 0.3, 0.0]])
-    times = []
-    for _ in range(30):
-        started = time.perf_counter()
-        plan = actor.act(state)
-        times.append(time.perf_counter() - started)
+    plan = actor.act(state)
     assert plan.actions.shape == (16, 2) and plan.cost.violation.shape == (1, 16)
-    assert sorted(times)[len(times) // 2] < 5e-3
+    assert plan.info["model_steps"] == 24  # 8 steps to chain the chunks, 16 to score: no candidates sampled
+    assert bool((plan.actions >= wm.action_low).all() and (plan.actions <= wm.action_high).all())
+    # the plan's states and cost are those of its actions, and the same state gives the same plan
+    assert torch.allclose(plan.states, wm.rollout(state, plan.actions[None])[0])
+    assert torch.allclose(plan.cost.total, cost.evaluate(plan.states[None], plan.actions[None]).total)
+    assert torch.equal(actor.act(state.clone()).actions, plan.actions)
 
 
 def test_policy_actor_needs_a_checkpoint(tmp_path):
@@ -101,15 +101,23 @@ def test_policy_actor_needs_a_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("seed", [5000, 5001])
 def test_mode1_only_episodes_end_without_violations(navigator_config, tiny_policy, seed):
+    # 40 steps, in lock-step: too few to reach the goal at the speed limit, too few to be ruled stalled (60
+    # cycles in place), so a tiny policy's quality cannot decide the outcome: timeout, after every step
+    steps = 40
     cfg = _with_mode1(navigator_config, tiny_policy, mode1_only=True)
-    cfg["world"]["params"]["max_steps"] = 150
+    cfg["world"]["params"]["max_steps"] = steps
     agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
     try:
+        world.reset(seed)
+        params = world.params
+        # the premise: at no more than the speed limit (a violation otherwise), the goal lies out of reach
+        reach = params.speed_limit * steps * params.control_dt + params.goal_tolerance
+        assert world.distance_to_goal() > reach, (world.distance_to_goal(), reach)  # 8.0 and 6.9 m vs 6.2 m
         episode = run_episode(agent, world, seed)
     finally:
         agent.close()
         world.close()
-    assert episode.status in ("reached", "timeout", "stalled") and 0 < episode.steps <= 150
+    assert episode.goal_feasible and (episode.status, episode.steps) == ("timeout", steps)
     assert episode.total_violations == 0, episode.violations
     # every action came from the Mode-1 plan and passed the safety filter
     assert all(c.source == "plan" and c.checked for c in episode.cycles)
@@ -153,48 +161,25 @@ def test_mode1_warm_start_lets_cem_stop_earlier(navigator_config, tiny_policy):
     warm = {k: _plan_cost(planner(k, str(tiny_policy)), cases) for k in (1, 3)}
     cold = {k: _plan_cost(planner(k), cases) for k in (1, 3, 10)}
     assert all(infeasible == 0 for infeasible, _ in [*warm.values(), *cold.values()])  # the cost decides
+    assert cold[10][1] < cold[3][1] < cold[1][1]  # iterations still pay here: there is something to save
+    # The same few iterations from the policy's proposal end lower: a cold search needs more of them to get
+    # as far. Measured with planner seeds 0-4 (17 states): warm / cold mean cost 0.985-0.990 at 1 iteration,
+    # 0.9969-0.9975 at 3; the sign never changed. (The README has the figures of a policy distilled from 40
+    # episodes: about one iteration saved.)
     for k in (1, 3):
-        assert warm[k][1] <= cold[k][1]  # the same few iterations from the policy's proposal: no worse
-    # 3 warm iterations come within 3% of 10 cold ones, even with this tiny policy (the README has the
-    # figures of a policy distilled from 40 episodes)
-    assert warm[3][1] <= cold[10][1] * 1.03
+        assert warm[k][1] < cold[k][1], (warm, cold)
 
 
-class SlowPlanner(MPC):
-    """The MPC actor, late on purpose from its third plan on (the first is the agent's warm-up)."""
-
-    def __init__(self, params=None):
-        super().__init__(params)
-        self.calls = 0
-
-    def act(self, state):
-        self.calls += 1
-        if self.calls > 2:
-            time.sleep(1.0)  # far beyond the deadline
-        return super().act(state)
-
-
-@pytest.fixture
-def slow_planner():
-    registry.register("actor", "slow_for_mode1", SlowPlanner)
-    yield
-    registry.unregister("actor", "slow_for_mode1")
-
-
-def test_late_plans_fall_back_to_mode1(navigator_config, tiny_policy, slow_planner):
+def test_late_plans_fall_back_to_mode1(navigator_config, tiny_policy, scheduled_planner):
     cfg = _with_mode1(navigator_config, tiny_policy, mode1_only=False)
-    cfg["agent"]["actor"]["name"] = "slow_for_mode1"
-    cfg["agent"]["actor"]["params"].update(samples=50, iterations=2, elites=10)  # on time when not made late
-    cfg["agent"]["loop"].update(lockstep=False, deadline_s=0.08)
+    # the warm-up plan and cycle 0's are on time; every later plan never lands (tests/_lateness.py), so the
+    # outcome does not depend on the deadline nor on the machine's load
+    cfg["agent"]["actor"]["name"] = scheduled_planner(lambda call: 0 if call <= 2 else None)
+    cfg["agent"]["loop"].update(lockstep=False, deadline_s=0.02)
     agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
     try:
         agent.start(world.reset(0), world.body.observe())
-        cycles = []
-        for _ in range(10):
-            cycle = agent.cycle(world.body.observe())
-            world.body.command(to_body_action(cycle.action))
-            world.advance(agent.loop.period)
-            cycles.append(cycle)
+        cycles = drive(agent, world, 10)
         violations = world.violations()
     finally:
         agent.close()
@@ -202,9 +187,9 @@ def test_late_plans_fall_back_to_mode1(navigator_config, tiny_policy, slow_plann
     sources = [c.source for c in cycles]
     validity = agent.loop.plan_validity
     # one plan on time, its next steps while it is valid, then Mode 1 for every late plan
-    assert sources[:validity] == ["plan"] + ["previous"] * (validity - 1)
-    assert sources[validity:] == ["mode1"] * (10 - validity)
-    assert all(c.missed_deadline and c.checked for c in cycles[1:])
+    assert sources == ["plan"] + ["previous"] * (validity - 1) + ["mode1"] * (10 - validity)
+    assert [c.missed_deadline for c in cycles] == [False] + [True] * 9
+    assert all(c.checked for c in cycles)
     assert violations == {k: 0 for k in violations}
 
 
