@@ -263,3 +263,41 @@ def test_shipped_config_builds_the_registered_maze_and_passes_the_world_checker(
         world.close()
     with pytest.raises(AmiagentError, match="min_doors must be a whole number in"):
         registry.create("world", "maze", {"min_doors": 9})
+
+
+# ---------------------------------------------------------------------------- agents (whole episodes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("agent_name", "seed"), [("hierarchical", 1), ("navigator", 0)])
+def test_an_agent_crosses_the_maze_room_by_room_through_doors_in_lockstep(agent_name, seed):
+    """A whole lock-step episode of a shipped agent in the shipped maze with two keep-out zones. The models are
+    analytic and every plan is waited for, so the episode depends on the seed alone."""
+    from amiagent.build import build_agent, build_world
+    from amiagent.runtime.local import run_episode
+
+    cfg = load_config([f"agent={agent_name}", "world=maze", "runtime=local", "world.params.n_zones=2",
+                       "+agent.loop.lockstep=true"])
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    try:
+        episode = run_episode(agent, world, seed)
+        fp, zones = world.floorplan, world.layout().circles + world.layout().boxes
+    finally:
+        agent.close()
+        world.close()
+    assert len(zones) == 2
+    assert episode.status == "reached", episode.summary()
+    assert episode.violations == {"keep_out": 0, "wall_contact": 0, "speed": 0, "bounds": 0}
+    assert episode.min_clearance > 0
+    assert episode.sources["plan"] == episode.steps  # lock-step: every cycle sent a fresh plan's action
+    actions = np.array([c.action for c in episode.cycles])
+    assert np.isfinite(actions).all() and np.abs(actions).max() <= world.params.max_accel
+    # the rooms the body passed through, in order: each move joins two rooms by one of their doors
+    (xmin, _), (ymin, _) = fp.bounds
+    rooms = [(int((y - ymin) // fp.room_size), int((x - xmin) // fp.room_size)) for x, y, *_ in
+             (c.state for c in episode.cycles)]
+    visited = [room for i, room in enumerate(rooms) if i == 0 or room != rooms[i - 1]]
+    assert visited[0] == fp.start_room and visited[-1] == fp.goal_room
+    doors = {frozenset(d.rooms) for d in fp.doors}
+    assert all(frozenset(pair) in doors for pair in zip(visited, visited[1:]))
+    assert len(visited) - 1 >= fp.door_distances(fp.start_room)[fp.goal_room] >= world.params.min_doors
