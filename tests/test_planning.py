@@ -127,3 +127,32 @@ def test_safety_filter_sends_least_violation_when_no_action_is_safe():
     verdict = filt.filter(state, torch.tensor([2.0, 0.0]))
     assert verdict.filtered and "least violation" in verdict.reason
     assert float(verdict.action[0]) < 0
+
+
+@pytest.mark.slow
+def test_mppi_drives_a_whole_lockstep_episode_with_finite_actions_and_no_violation():
+    """The shipped navigator with MPPI in place of CEM, in open_field with its two zones. The model is
+    analytic and every plan is waited for, so the episode depends on the seed alone."""
+    import numpy as np
+
+    from amiagent.build import build_agent, build_world
+    from amiagent.config import load_config
+    from amiagent.runtime.local import run_episode
+
+    cfg = load_config(["agent=navigator", "world=open_field", "runtime=local", "agent.actor.params.optimizer=mppi",
+                       "+agent.loop.lockstep=true"])
+    agent, world = build_agent(cfg["agent"]), build_world(cfg["world"])
+    try:
+        assert agent.modules.actor.params.optimizer == "mppi"
+        episode = run_episode(agent, world, 1)
+        zones = world.layout().circles + world.layout().boxes
+    finally:
+        agent.close()
+        world.close()
+    assert len(zones) == 2
+    assert episode.status == "reached", episode.summary()
+    assert episode.total_violations == 0 and episode.min_clearance > 0, episode.summary()
+    assert episode.sources["plan"] == episode.steps  # lock-step: every cycle sent a fresh plan's action
+    actions = np.array([c.action for c in episode.cycles])
+    assert np.isfinite(actions).all() and np.abs(actions).max() <= cfg["world"]["params"]["max_accel"]
+    assert all(np.isfinite(c.cost) and c.predicted_violation == 0.0 for c in episode.cycles)
