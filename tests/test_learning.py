@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -51,7 +52,12 @@ def test_data_windows_follow_the_actions(tiny_episodes):
 
 
 REGULARIZERS = {("vicreg", "stopgrad"): 10.0, ("sigreg", "ema"): 1.0}
-"""(regularizer, target) -> reg_weight of the two trainings that must lower the loss without collapse."""
+"""(regularizer, target) -> reg_weight of the two trainings that must lower the loss without collapse.
+
+VICReg's is the shipped default (agents/world_model/jepa.yaml). SIGReg's gives its term the same weighted size
+at the start of training: over the first 40 steps on `tiny_episodes` (training seeds 0-2) VICReg measured
+0.42-0.60 and SIGReg 4.7-5.4 (its Epps-Pulley statistic grows with the batch), so 10 x 0.52 / 5.1 = 1.0.
+The test checks that this still holds. (With 10 for SIGReg too the other figures also pass: measured.)"""
 
 
 def _train_tiny(data: Path, root: Path, regularizer: str, target: str) -> TrainResult:
@@ -83,13 +89,18 @@ def trained(tiny_episodes, tmp_path_factory) -> dict[tuple[str, str], TrainResul
 def test_training_lowers_the_loss_without_collapse(trained, regularizer, target):
     result = trained[regularizer, target]
     first, last = result.history[0], result.history[-1]
+    # both regularisers weigh alike at the start (REGULARIZERS): weighted 4.2-6.0 and 4.7-5.4 measured
+    weighted = {key: trained[key].history[0]["train_regularizer"] * weight for key, weight in REGULARIZERS.items()}
+    assert max(weighted.values()) < 2 * min(weighted.values()), weighted
+    # measured last / first training loss: 0.34-0.60 (vicreg), 0.43-0.46 (sigreg), training seeds 0-2
     assert last["train_loss"] < 0.8 * first["train_loss"]
     # the predictor has learned something about motion: it beats copying the last latent forward
+    # (measured prediction / copy: 0.51-0.95 vicreg, 0.64-0.72 sigreg; the test's seed 0 gives the 0.95)
     assert last["val_prediction"] < last["val_copy_baseline"]
     # not collapsed: a latent that keeps the robot's x and y has an effective rank near 2 (two equal
     # directions); a collapse to a point or a line gives 1 at most
-    assert last["val_effective_rank"] >= 1.5
-    assert last["val_std_median"] > 0.3  # the variance hinge asks for 1
+    assert last["val_effective_rank"] >= 1.5  # measured 3.2-4.8
+    assert last["val_std_median"] > 0.3  # the variance hinge asks for 1; measured 0.46-0.76
     assert result.checkpoint.with_suffix(".metrics.csv").exists() and result.checkpoint.with_suffix(".png").exists()
 
 
@@ -177,9 +188,14 @@ def test_a_stride_k_latent_model_plans_level_one_of_a_learned_hierarchy(tiny_epi
         episode = run_episode(agent, world, 2, on_cycle=cycles.append)
         assert level.replans >= 2  # first plan, then every 10 control steps (or sooner)
         assert level.plan.states.shape == (level.config.horizon, level.world_model.state_dim)
-        handed, base = level.subgoal, agent.hierarchy._base_goal
-        assert handed is not None and len(handed) == len(base)
-        assert handed[4:] == base[4:]  # only the probe's (x, y) is handed down
+        # level 0's goal position is the probe's (x, y) of level 1's latent `lookahead` coarse steps ahead
+        # (or the goal image's own, once that step lies within `reached` of it)
+        handed, goal = level.subgoal, agent.task_settings.goal
+        step = min(level.config.lookahead, level.plan.states.shape[0]) - 1
+        planned = tuple(level.plan.states[step, :2].tolist())
+        near = math.dist(planned, goal[:2]) <= level.config.reached
+        assert handed is not None and handed[:2] == (goal[:2] if near else planned)
+        assert episode.cycles[-1].goal == handed  # the goal level 0 planned toward in the last cycle
     finally:
         agent.close()
         world.close()
