@@ -247,14 +247,16 @@ def _measure(callers: dict[str, Callable[[], None]], n: int, seed: int = 0) -> d
     return {name: t / 1000.0 for name, t in times.items()}
 
 
-def _run_ray(n: int, payload: np.ndarray) -> dict[str, np.ndarray]:
-    """The Ray section: ray-raw, ray-bus and ray-call into one actor, interleaved like `_measure`."""
+def _run_ray(n: int, payload: np.ndarray, address: str | None = None) -> dict[str, np.ndarray]:
+    """The Ray section: ray-raw, ray-bus and ray-call into one actor, interleaved like `_measure`.
+    Joins the cluster at `address` (None: a new local instance) unless this process already runs Ray."""
     import ray
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's start-up notices
     started = not ray.is_initialized()
     if started:  # address="local": a new instance, even when another process's Ray runs on this machine
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        where = {"address": "local", "num_cpus": 2} if address is None else {"address": address}
+        ray.init(**where, include_dashboard=False, log_to_driver=False, configure_logging=False)
     actor = None
     closers: list[Callable[[], None]] = []
     try:
@@ -283,9 +285,10 @@ def _run_ray(n: int, payload: np.ndarray) -> dict[str, np.ndarray]:
             ray.shutdown()
 
 
-def run(n: int, size: int, with_ray: bool = False) -> dict[str, Any]:
+def run(n: int, size: int, with_ray: bool = False, address: str | None = None) -> dict[str, Any]:
     """Run every configuration; returns {"results": {"transport/variant": figures}} with ratios to raw.
-    `with_ray` adds the Ray section (the CLI's default), under transport "ray", with ratios to ray-raw."""
+    `with_ray` adds the Ray section (the CLI's default), under transport "ray", with ratios to ray-raw,
+    into an actor of the cluster at `address` (None: a local instance started for it)."""
     ctx = default_context()
     payload = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
     raw_bytes = payload.tobytes()
@@ -319,7 +322,7 @@ def run(n: int, size: int, with_ray: bool = False) -> dict[str, Any]:
         here.recv()
         peer.join(timeout=10)
     if with_ray:  # after the rest, so that Ray's processes are not running while it is timed
-        times |= {f"{RAY}/{variant}": t for variant, t in _run_ray(n, payload).items()}
+        times |= {f"{RAY}/{variant}": t for variant, t in _run_ray(n, payload, address).items()}
 
     results: dict[str, Any] = {}
     for name, t in times.items():
@@ -340,7 +343,7 @@ def run(n: int, size: int, with_ray: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry: `amiagent bench bus [--n N] [--size BYTES] [--json PATH] [--no-ray]`."""
+    """CLI entry: `amiagent bench bus [--n N] [--size BYTES] [--json PATH] [--no-ray | --address ADDR]`."""
     from rich.console import Console
     from rich.table import Table
 
@@ -349,16 +352,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="payload bytes")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray actor section (Ray starts in ~5 s)")
+    parser.add_argument("--address", help="run the Ray section's actor on the cluster at this address (default: "
+                                          "start a local instance for it, shut down at the end)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.size < 0:
         parser.error("--n must be >= 1 and --size >= 0")
+    if args.no_ray and args.address:
+        parser.error("--address is for the Ray section; drop it or --no-ray")
 
     console = Console()
     configs = len(TRANSPORTS) * len(VARIANTS)
     extra = "" if args.no_ray else f" (+{len(RAY_VARIANTS)} into a Ray actor)"
     # a plain line, not a spinner: a spinner's refresh thread would take the GIL while we time
     console.print(f"bench bus: {args.n} round trips x {configs} configurations{extra}, {args.size} B payload ...")
-    report = run(args.n, args.size, with_ray=not args.no_ray)
+    report = run(args.n, args.size, with_ray=not args.no_ray, address=args.address)
 
     table = Table(title=f"amiagent bus vs raw pyzmq, {args.size} B round trip (µs), n={args.n}")
     for column in ("transport", "variant", "p50", "p99", "/raw p50", "/raw p99"):

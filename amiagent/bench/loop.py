@@ -185,6 +185,17 @@ def _fleet(agent_cfg: dict, world_cfg: dict, size: int, seed: int, console: Cons
             "violations": int(sum(v for _, v in outcomes))}
 
 
+def _nan_to_none(value: Any) -> Any:
+    """`value` with every NaN float replaced by None: JSON has no NaN (`json.dump` would write a bare `NaN`)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
 def _verdict(ok: bool) -> str:
     return "[green]met[/]" if ok else "[red]not met[/]"
 
@@ -195,19 +206,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="rounds: one seeded episode per variant each (4)")
     parser.add_argument("--fleet", type=int, default=8, help="agents in the fleet part; 0 skips it (8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (0)")
+    parser.add_argument("--address", help="join the Ray cluster at this address (default: start an embedded "
+                                          "local instance, shut down at the end)")
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra overrides for every variant, e.g. world.params.max_steps=20 for short episodes")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.fleet < 0:
+        parser.error("--rounds must be >= 1 and --fleet >= 0")
     from amiagent.runtime.ray import RaySession
 
-    logging.getLogger("amiagent").setLevel(logging.ERROR)  # fallbacks under load are counted, not printed
+    quiet = logging.getLogger("amiagent")
+    level, threads = quiet.level, torch.get_num_threads()
+    quiet.setLevel(logging.ERROR)  # fallbacks under load are counted, not printed
     torch.set_num_threads(1)
     console = Console(width=160)
-    # plans may take the whole period, so that the slower placements still use their own plans
-    cfg = load_config(["runtime=local", "agent.loop.deadline_s=0.1"])
-    session = RaySession()
     try:
-        return _bench(args, console, cfg, session)
-    finally:
-        session.close()
+        # plans may take the whole period, so that the slower placements still use their own plans
+        cfg = load_config(["runtime=local", "agent.loop.deadline_s=0.1", *args.overrides])
+        session = RaySession(args.address)
+        try:
+            return _bench(args, console, cfg, session)
+        finally:
+            session.close()
+    finally:  # called in-process (tests, notebooks): leave the caller's logging and threads as they were
+        quiet.setLevel(level)
+        torch.set_num_threads(threads)
 
 
 def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) -> int:
@@ -303,10 +326,10 @@ def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) 
         with console.status(f"fleet of {args.fleet} pod agents..."):
             fleet = _fleet(agent_cfg, world_cfg, args.fleet, args.seed, console)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"figures": figures, "targets": targets, "fleet": fleet, "rounds": args.rounds,
-                       "whole_run_peak_pss_mib": sampler.peak.get("whole run", 0) / 2**20}, f, indent=2,
-                      default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
+        with open(args.json, "w") as f:  # NaN (a variant that never planned on time) is written as null
+            report = {"figures": figures, "targets": targets, "fleet": fleet, "rounds": args.rounds,
+                      "overrides": args.overrides, "whole_run_peak_pss_mib": sampler.peak.get("whole run", 0) / 2**20}
+            json.dump(_nan_to_none(report), f, indent=2, allow_nan=False)
     return 0
 
 

@@ -98,7 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-round", type=int, default=10, help="plans per round and side (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the runtime's)")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.per_round < 1 or args.threads < 1:
+        parser.error("--rounds, --per-round and --threads must be >= 1")
+    threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    try:
+        _bench(args)
+    finally:  # called in-process (tests, notebooks): leave the caller's thread count as it was
+        torch.set_num_threads(threads)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> None:
     console = Console()
     sides = {"amiagent MPC actor (CEM)": framework_actor(), "bare inline torch CEM": bare_loop()}
     times: dict[str, list[float]] = {name: [] for name in sides}
@@ -135,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                                    "p50_ms_max": 3.0, "time_met": fw["p50_ms"] < 3.0},
                        "sizes": {"samples": SAMPLES, "horizon": HORIZON, "iterations": ITERATIONS,
                                  "elites": ELITES}}, f, indent=2)
-    return 0
 
 
 if __name__ == "__main__":
