@@ -11,7 +11,9 @@ so success and violations depend on the seeds alone; planning time per cycle
 is measured as it happens (the p50/p99 printed). The flat agent is the
 reference timed in the same run: same level-0 optimiser and sample budget; the
 compute each spends per cycle is reported as world-model steps evaluated
-(counted, machine independent) and as milliseconds. Seeds are split over
+(counted, machine independent) and as milliseconds, and the hierarchical
+agent's as ratios to the flat one's, with the difference in success rate
+(`against_flat` in the JSON). Seeds are split over
 `--jobs` worker processes, each with one torch thread.
 """
 
@@ -115,6 +117,19 @@ def summary(rows: list[dict[str, Any]], plan_ms: list[float], steps: list[float]
     }
 
 
+def against_flat(hierarchical: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
+    """The hierarchical agent's `summary` against the flat one's (the reference, same seeds): the difference
+    in success rate and the ratios of compute per cycle, counted (model steps) and timed (planning ms p50).
+    A ratio is None where either side never planned."""
+
+    def ratio(key: str) -> float | None:
+        a, b = hierarchical[key], flat[key]
+        return a / b if a is not None and b else None
+
+    return {"success_rate_delta": hierarchical["success_rate"] - flat["success_rate"],
+            "model_steps_ratio": ratio("model_steps_per_cycle"), "plan_ms_p50_ratio": ratio("plan_ms_p50")}
+
+
 def plan_ms(s: dict[str, Any]) -> str:
     """A summary's planning time p50 / p99 for a table ("-" when no episode planned)."""
     return "-" if s["plan_ms_p50"] is None else f"{s['plan_ms_p50']:.1f} / {s['plan_ms_p99']:.1f}"
@@ -197,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="right")
     out: dict[str, Any] = {"episodes": args.episodes, "first_seed": args.seed, "overrides": args.overrides,
                            "results": {}}
+    comparisons: list[str] = []
     for world in worlds:
         for agent in SUITES[world]:
             s = summary(*results[(world, agent)])
@@ -212,7 +228,17 @@ def main(argv: list[str] | None = None) -> int:
                 plan_ms(s), "-" if s["model_steps_per_cycle"] is None else f"{s['model_steps_per_cycle']:.0f}",
                 str(s["missed_deadlines"]),
             )
+    for world in worlds:
+        if set(SUITES[world]) == {"flat", "hierarchical"}:
+            hier = out["results"][f"{world}/hierarchical"]
+            vs = hier["against_flat"] = against_flat(hier, out["results"][f"{world}/flat"])
+            comparisons.append(
+                f"{world}: hierarchical - flat success {vs['success_rate_delta']:+.1%}; per cycle, model steps "
+                + ("-" if vs["model_steps_ratio"] is None else f"{vs['model_steps_ratio']:.2f}x")
+                + ", planning ms p50 " + ("-" if vs["plan_ms_p50_ratio"] is None else f"{vs['plan_ms_p50_ratio']:.2f}x"))
     console.print(table)
+    for line in comparisons:
+        console.print(line)
     for key, s in out["results"].items():
         if s["failures"] or s["seeds_with_violations"]:
             console.print(f"{key}: not reached {s['failures'][:30]}; with violations {s['seeds_with_violations'][:30]}")
