@@ -16,6 +16,7 @@ from amiagent.errors import ConfigError, MessageError
 from amiagent.messages import (
     NDARRAY_EXT,
     Int,
+    Message,
     Schema,
     decode,
     encode,
@@ -332,7 +333,7 @@ def test_decode_checks_size_before_unpacking():
     frame = encode("ok", {"payload": np.zeros(1000, np.uint8)})
     with pytest.raises(MessageError, match=r"exceeds the limit of 100 bytes"):
         decode(frame, max_bytes=100)
-    assert decode(frame, max_bytes=len(frame))
+    assert_same(dict(decode(frame, max_bytes=len(frame)).fields), {"payload": np.zeros(1000, np.uint8)})
 
 
 def test_decode_expect():
@@ -350,11 +351,23 @@ def test_decode_rejects_non_bytes():
 # --------------------------------------------------------------------------- hostile input
 
 
-def check_decode(frame: bytes) -> None:
+def assert_valid(msg: Message) -> None:
+    """What decodes is a message `encode` accepts, and it comes back from the wire unchanged."""
+    sent = {k: v for k, v in msg.fields.items() if v is not None}  # encode leaves optional Nones out
+    again = decode(encode(msg.kind, dict(msg.fields)))
+    assert again.kind == msg.kind
+    assert_same(dict(again.fields), sent)
+
+
+def check_decode(frame: bytes) -> Message | None:
+    """Decode `frame`: either a MessageError with a text, or a valid message (returned)."""
     try:
-        decode(frame)
+        msg = decode(frame)
     except MessageError as e:
         assert str(e)
+        return None
+    assert_valid(msg)
+    return msg
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -453,7 +466,17 @@ def _to_wire(value):
 def test_structured_mutations_name_the_field(case):
     kind, op, name, frame = case
     try:
-        decode(frame)
+        msg = decode(frame)
     except MessageError as e:
         text = str(e)
         assert repr(name) in text or f"'{name}" in text, text
+        return
+    # accepted: only a value the field's spec allows, or dropping an optional field; never an unknown field
+    assert op != "add", f"unknown field {name!r} accepted"
+    assert msg.kind == kind
+    if op == "drop":
+        assert schema_for(kind).fields[name].optional and name not in msg.fields
+    assert_valid(msg)
+    for other, value in VALID[kind].items():  # the fields left alone arrive as they were
+        if other != name:
+            assert_same(msg[other], decode(encode(kind, VALID[kind]))[other])
