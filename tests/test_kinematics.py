@@ -23,7 +23,7 @@ def kuka():
     pb.disconnect(client)
 
 
-def test_link_poses_match_pybullet_to_a_tenth_of_a_millimetre(kuka):
+def test_link_poses_match_pybullet_below_a_micrometre(kuka):
     client, robot = kuka
     chain = Chain.from_urdf(KUKA)
     assert chain.dof == pb.getNumJoints(robot, physicsClientId=client) == 7
@@ -31,7 +31,7 @@ def test_link_poses_match_pybullet_to_a_tenth_of_a_millimetre(kuka):
     q = chain.lower + (chain.upper - chain.lower) * torch.rand(64, chain.dof, generator=generator,
                                                                 dtype=torch.float64)
     poses = chain.forward(q)
-    worst = 0.0
+    worst = worst_rotation = 0.0
     for b in range(q.shape[0]):
         for j in range(chain.dof):
             pb.resetJointState(robot, j, float(q[b, j]), physicsClientId=client)
@@ -40,8 +40,11 @@ def test_link_poses_match_pybullet_to_a_tenth_of_a_millimetre(kuka):
             position = torch.tensor(state[4], dtype=torch.float64)
             rotation = torch.tensor(pb.getMatrixFromQuaternion(state[5]), dtype=torch.float64).view(3, 3)
             worst = max(worst, float((poses[b, j, :3, 3] - position).norm()))
-            assert torch.allclose(poses[b, j, :3, :3], rotation, atol=1e-5)
-    assert worst < 1e-4
+            worst_rotation = max(worst_rotation, float((poses[b, j, :3, :3] - rotation).abs().max()))
+    # measured on these 64 poses: 9.6e-8 m and 3.1e-7 (rotation entries); over seeds 0-4, at most 1.2e-7 m and
+    # 4.6e-7. The README claims 1e-7 m; the bounds leave ~5x margin over the measurement, 200x tighter than 1e-4
+    assert worst < 5e-7, worst
+    assert worst_rotation < 2e-6, worst_rotation
 
 
 def test_forward_is_batched_in_the_dtype_it_is_given_and_differentiable():
