@@ -113,8 +113,11 @@ def test_supersampled_frames_follow_the_robot_between_pixels(make):
             seen.append(f.tobytes())
             err.append(np.abs(coverage_centroid(f, world.camera.pixel(x, -3.0)) - world.camera.pixel(x, -3.0)))
         frames[supersample], errors[supersample] = len(set(seen)), np.max(err)
-    assert frames[2] > frames[1] and frames[2] >= 5
-    assert errors[2] < 0.15 < errors[1]  # pixels
+    assert frames[2] > frames[1] and frames[2] >= 5  # measured: 9 distinct frames with 2 x 2, 4 with one sample
+    # worst centroid error in pixels, measured (pybullet 3.2.7 TinyRenderer, deterministic): 0.080 with 2 x 2
+    # samples, 0.212 with one. The bound is their geometric mean, 1.6x from each, so that neither side passes
+    # by a hair: 2 x 2 stays well inside it, and one sample per pixel is shown to miss it
+    assert errors[2] < 0.13 < errors[1], errors
 
 
 def red_pixels(f):
