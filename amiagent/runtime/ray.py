@@ -222,6 +222,8 @@ class RayAgent(Agent):
         self._stop = threading.Event()
         self._host_lock = threading.Lock()
         self._recovering: dict[str, threading.Thread] = {}
+        self._restarting: set[str] = set()  # groups found dead whose modules are not yet handed back
+        self._restarted = threading.Condition(self._host_lock)
         proxies: dict[str, Module] = {}
         try:
             for h in self._hosts.values():  # all start in parallel
@@ -389,6 +391,7 @@ class RayAgent(Agent):
                         return
                     with self._host_lock:
                         host_.watch, host_.alive = None, False
+                        self._restarting.add(host_.group.name)
                     self.module_down(host_.group.modules, f"group {host_.group.name} died ({type(exc).__name__})")
                     log.warning("modules %s (group %s) died; restarting", ", ".join(host_.group.modules),
                                 host_.group.name)
@@ -416,8 +419,27 @@ class RayAgent(Agent):
                 self.note(f"hung {name}: restarting group {host_.group.name}")
                 ray.kill(host_.actor, no_restart=True)  # its watch now fails: the usual recovery follows
 
+    def wait_restarts(self, timeout: float) -> bool:
+        """Wait until no group found dead is still being restarted: each has been started again, its
+        modules handed back to the cycle at the next cycle boundary, or has failed for good (`failure`).
+        False if `timeout` seconds pass first.
+
+        For drivers of lockstep episodes (tests, tools): called between cycles once a module is seen in
+        `down`, the next cycle has it back, however long the restart took on this machine.
+        """
+        with self._restarted:
+            return self._restarted.wait_for(lambda: not self._restarting, timeout)
+
     def _recover(self, host_: HostHandle, down_at: float) -> None:
         """Restart a dead group (with backoff), then hand its modules back to the cycle."""
+        try:
+            self._restart(host_, down_at)
+        finally:
+            with self._restarted:
+                self._restarting.discard(host_.group.name)
+                self._restarted.notify_all()
+
+    def _restart(self, host_: HostHandle, down_at: float) -> None:
         policy = host_.group.supervision
         while not self._stop.is_set():
             if host_.restarts >= policy.max_restarts:
