@@ -209,14 +209,15 @@ def test_keep_out_is_clear_far_away_and_deep_with_the_ee_in_a_box(kuka):
     assert float(guardrail.violation(states, None)) == pytest.approx(2 * inside, rel=1e-5)  # summed over boxes
 
 
-def test_keep_out_spheres_cover_the_links_pybullet_collides(kuka):
-    """Wherever pybullet finds a moving link touching a box, the spheres (margin 0) do too."""
+def test_keep_out_spheres_cover_the_links_pybullet_collides_and_reach_little_further(kuka):
+    """Wherever pybullet finds a moving link touching a box, the spheres (margin 0) do too; and they flag no box
+    farther from the links than the overshoot `KUKA_SPHERES` documents (3.4 cm at most)."""
     client, robot = kuka
     guardrail = ArmKeepOut(ArmKeepOut.Params(margin=0.0))
     rng = np.random.default_rng(6)
     q = random_q(150, 6)
     touching = caught = 0
-    slack = []
+    near = []  # (pybullet distance, flagged) of boxes clear of the links but within 15 cm
     for qi in q:
         for j in range(DOF):
             pb.resetJointState(robot, j, float(qi[j]), physicsClientId=client)
@@ -230,14 +231,19 @@ def test_keep_out_spheres_cover_the_links_pybullet_collides(kuka):
         distance = min([p[8] for p in points if p[3] >= 0] or [1.0])  # moving links only
         pb.removeBody(box, physicsClientId=client)
         guardrail.apply(settings(keep_out={"boxes": [[*centre, *half]]}))
-        amount = float(guardrail.violation(arm_states(qi.view(1, 1, DOF)), None))
+        flagged = float(guardrail.violation(arm_states(qi.view(1, 1, DOF)), None)) > 0
         if distance < 0:
             touching += 1
-            caught += amount > 0
-        elif distance < 0.05:
-            slack.append(distance)
-    assert touching > 30 and caught == touching
-    assert len(slack) > 0  # boxes near the arm without contact exist in the sample (the spheres may flag them)
+            caught += flagged
+        elif distance < 0.15:
+            near.append((distance, flagged))
+    assert touching > 30 and caught == touching  # measured: 102 of 150 touch, all caught
+    # clear boxes within 15 cm, measured: 43, 9 of them flagged, the farthest flagged 2.4 cm from the links;
+    # the bound is the overshoot KUKA_SPHERES documents (3.4 cm at most, 1500 poses), 1.4x the measurement.
+    # 27 boxes lie between 3.4 and 15 cm: spheres grown past the documented fit would flag some of them
+    assert sum(d >= 0.034 for d, _ in near) >= 10, near  # the sample can show an overgrown cover
+    reach = max([d for d, flagged in near if flagged] or [0.0])
+    assert reach < 0.034, reach
 
 
 def test_keep_out_sphere_table_fits_the_iiwa():
@@ -388,11 +394,13 @@ def test_joint_goal_gives_no_pull_toward_a_target_in_a_keep_out_box():
 
 @pytest.fixture(scope="module")
 def reacher():
+    """The reacher agent in lock-step (every plan waited for): its episodes depend on the seed, not the load."""
     from amiagent.build import build_agent
     from amiagent.config import load_config
 
-    cfg = load_config(["agent=reacher", "world=workcell", "runtime=local"])
+    cfg = load_config(["agent=reacher", "world=workcell", "runtime=local", "+agent.loop.lockstep=true"])
     agent = build_agent(cfg["agent"])
+    assert agent.loop.lockstep
     yield agent, cfg
     agent.close()
 
@@ -413,18 +421,28 @@ def test_reacher_config_builds_and_judges_goal_feasibility(reacher):
 
 
 @pytest.mark.slow
-def test_reacher_reaches_a_target_without_violations(reacher):
+def test_reacher_reaches_a_target_without_violations_the_same_way_twice(reacher):
+    """Lock-step, so deterministic: the same seed gives the same actions, and that episode reaches the target."""
     from amiagent.build import build_world
     from amiagent.runtime.local import run_episode
 
     agent, cfg = reacher
-    world = build_world(cfg["world"])
-    try:
-        episode = run_episode(agent, world, 5)
-        assert episode.status == "reached" and world.distance_to_goal() <= 0.03
-        assert episode.total_violations == 0
-    finally:
-        world.close()
+    runs = []
+    for _ in range(2):
+        world = build_world(cfg["world"])
+        try:
+            runs.append((run_episode(agent, world, 5), world.distance_to_goal()))
+        finally:
+            world.close()
+    (episode, distance), (again, _) = runs
+    actions = np.array([c.action for c in episode.cycles])
+    assert np.array_equal(np.array([c.action for c in again.cycles]), actions)  # no dependence on timing
+    assert np.isfinite(actions).all() and np.abs(actions).max() <= cfg["world"]["params"]["max_joint_velocity"]
+    assert episode.sources["plan"] == episode.steps  # every action from its own cycle's plan
+    assert episode.total_violations == 0, episode.violations
+    # measured: reached in 33 of 150 steps, 8 mm from the target (tolerance 30 mm)
+    assert episode.status == "reached", episode.summary()
+    assert distance <= cfg["world"]["params"]["goal_tolerance"]
 
 
 @pytest.mark.slow
