@@ -59,7 +59,7 @@ def agent_in_world(cfg, lockstep=True):
 
 def _setup(cfg, actor_name, deadline_s=DEADLINE_S, seed=0):
     cfg["agent"]["actor"]["name"] = actor_name
-    cfg["agent"]["loop"]["deadline_s"] = deadline_s
+    cfg["agent"]["loop"].update(deadline_s=deadline_s, lockstep=False)  # these tests are about deadlines
     world = build_world(cfg["world"])
     agent = build_agent(cfg["agent"])
     agent.start(world.reset(seed), world.body.observe())
