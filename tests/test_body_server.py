@@ -1,4 +1,5 @@
-"""A real (tiny) Body served over real ZeroMQ: round trips, malformed commands, e-stop."""
+"""Bodies served over real ZeroMQ: a tiny recording body (round trips, malformed commands, e-stop) and
+open_field's point robot in real pybullet (observe, command, stop, e-stop, the watchdog), in lock-step."""
 
 from __future__ import annotations
 
@@ -192,3 +193,109 @@ def test_remote_body_close_twice_and_server_close_twice():
     server.close()
     server.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("amiagent-")]
+
+
+# --------------------------------------------------------------------------- a real pybullet body
+
+
+@pytest.fixture
+def served_robot():
+    """open_field's point robot (real pybullet) served over real tcp. The test steps the simulation itself,
+    between requests: lock-step, so every figure below is the simulation's, never the machine's timing."""
+    from amiagent.sim.worlds import OpenField
+
+    world = OpenField(OpenField.Params(n_zones=0))
+    world.reset(0)
+    server = BodyServer(world.body, "tcp://127.0.0.1:0").start()
+    remote = RemoteBody(server.endpoint, timeout=30.0)  # generous: only a hang should time out
+    yield world, server, remote
+    remote.close()
+    server.close()
+    world.close()
+
+
+def speed(obs: Observation) -> float:
+    return float(np.hypot(*obs.state[2:]))
+
+
+def test_a_served_point_robot_observes_moves_and_stops(served_robot):
+    world, _, remote = served_robot
+    robot = world.body
+    np.testing.assert_array_equal(remote.action_low, robot.action_low)
+    np.testing.assert_array_equal(remote.action_high, robot.action_high)
+    start = remote.observe()
+    assert start.t == 0.0 and start.images == {}
+    np.testing.assert_array_equal(start.state, robot.observe().state)  # float64 unchanged over the wire
+    np.testing.assert_array_equal(start.state[2:], [0.0, 0.0])
+
+    remote.command(np.array([1.0, -0.5]))
+    assert robot.held_command == (1.0, -0.5)
+    world.advance(world.dt)
+    moved = remote.observe()
+    np.testing.assert_array_equal(moved.state, robot.observe().state)
+    assert moved.t == pytest.approx(world.dt)
+    # the exact double integrator: v = a t, p = a h^2 n(n+1)/2 over n = 24 substeps of h = 1/240 s
+    np.testing.assert_allclose(moved.state[2:], [0.1, -0.05], atol=1e-12)
+    np.testing.assert_allclose(moved.state[:2] - start.state[:2], np.array([1.0, -0.5]) * 300 / 240**2, atol=1e-12)
+
+    with pytest.raises(MessageError, match="finite"):  # refused before the wire: the held command stands
+        remote.command([np.nan, 0.0])
+    remote.command([5.0, 0.0])  # beyond the bounds: the real body clips (the recording one refuses)
+    assert robot.held_command == (2.0, 0.0)
+
+    remote.stop()
+    assert robot.held_command is None
+    world.advance(world.dt)  # braking at 2 m/s^2 from 0.1 m/s takes 0.05 s
+    held = remote.observe()
+    assert speed(held) < 1e-12
+    world.advance(world.dt)
+    np.testing.assert_array_equal(remote.observe().state, held.state)  # and it holds
+
+
+def test_a_served_point_robot_is_e_stopped_and_released(served_robot):
+    world, server, remote = served_robot
+    robot = world.body
+    remote.command([2.0, 2.0])
+    world.advance(world.dt)
+    assert speed(remote.observe()) > 0.2
+    remote.estop("operator pressed the button")
+    assert server.estopped and robot.held_command is None  # the server braked the body
+    with pytest.raises(RemoteError, match="emergency-stopped.*operator") as info:
+        remote.command([2.0, 2.0])
+    assert info.value.kind == "EStop" and robot.held_command is None
+    world.advance(2 * world.dt)
+    stopped = remote.observe()
+    assert speed(stopped) < 1e-12
+    world.advance(world.dt)
+    np.testing.assert_array_equal(remote.observe().state, stopped.state)
+    remote.release()
+    assert not server.estopped
+    remote.command([-1.0, 0.0])
+    world.advance(world.dt)
+    assert remote.observe().state[2] == pytest.approx(-0.1, abs=1e-12)
+
+
+def test_a_served_point_robot_brakes_when_commands_stop_coming(served_robot):
+    """The body's watchdog: one command, then silence; the robot stops by itself, the command still held."""
+    world, _, remote = served_robot
+    robot = world.body
+    watchdog_s, max_accel = world.params.watchdog_s, world.params.max_accel
+    sent = remote.observe().t
+    remote.command([max_accel, 0.0])
+    speeds, stopped_at = [], None
+    for _ in range(100):  # 10 s of sim time: a generous bound on a stop due after 0.5 s
+        world.advance(world.dt)
+        obs = remote.observe()
+        speeds.append(speed(obs))
+        if speeds[-1] < 1e-12:
+            stopped_at = obs.t
+            break
+    assert stopped_at is not None, f"still moving after 10 s: speeds {speeds}"
+    assert robot.held_command == (max_accel, 0.0)  # nobody sent stop: the watchdog braked
+    assert speeds[0] == pytest.approx(max_accel * world.dt, abs=1e-12)  # the fresh command was obeyed
+    # the stale command pushed for watchdog_s, no longer: a peak of max_accel * watchdog_s, then braking at
+    # max_accel takes watchdog_s again; observed at control steps, so the stop is seen within one more step
+    assert max(speeds) <= max_accel * watchdog_s + 1e-12
+    assert stopped_at - sent <= 2 * watchdog_s + world.dt + 1e-9
+    world.advance(world.dt)
+    assert speed(remote.observe()) < 1e-12  # and it stays stopped
