@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from amiagent.bus import Subscriber
 from amiagent.cli import main
 
 AMIAGENT = [sys.executable, "-m", "amiagent.cli"]
+EVENT_TIMEOUT_S = 120.0
+"""Longest wait for something a child run is sure to do (register, publish, exit, end its processes): not a
+measurement, a guard that turns a hang into a failure naming what never came."""
+RUN_MARKER = "AMIAGENT_TEST_RUN"
+"""Set in a child run's environment, so the processes it started (Ray's, its workers) can be told from
+any other Ray on this machine: they inherit it."""
 
 
 def _run(*args, cwd=None, timeout=300):
@@ -36,8 +46,10 @@ def _main(capsys, *args) -> tuple[int, str, str]:
 @pytest.mark.slow
 def test_run_writes_summary_trajectory_and_plot(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _run("run", "agent=navigator", "world=open_field", "runtime=local", "seed=3", f"run_dir={run_dir}")
+    proc = _run("run", "agent=navigator", "world=open_field", "runtime=local", "seed=3", "lockstep=true",
+                f"run_dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
+    # lockstep: the episode depends on the seed only, and seed 3 reaches its goal
     assert "navigator in open_field" in proc.stdout and "success 100%" in proc.stdout
     assert "cycle ms p50/p99" in proc.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -93,68 +105,119 @@ def test_console_script_is_installed():
     assert proc.returncode == 0 and "run" in proc.stdout and "bench" in proc.stdout
 
 
-def _ray_processes() -> set[int]:
-    """Process ids of module actors (Ray names its workers `ray::ModuleHost...`)."""
+def _child_env(tmp_path) -> dict[str, str]:
+    """The environment of a child run: its own control registry, unbuffered output, and a marker of its own."""
+    return {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1", "AMIAGENT_RUNTIME_DIR": str(tmp_path / "agents"),
+            RUN_MARKER: uuid.uuid4().hex}
+
+
+def _started_by(env: dict[str, str]) -> dict[int, str]:
+    """pid -> command line of each live process carrying `env`'s marker: the child run and all it started."""
     import psutil
 
-    found = set()
-    for p in psutil.process_iter(["cmdline"]):
+    found = {}
+    for p in psutil.process_iter():
         try:
-            if any("ray::ModuleHost" in part for part in p.info["cmdline"] or []):
-                found.add(p.pid)
-        except psutil.Error:
+            if p.environ().get(RUN_MARKER) == env[RUN_MARKER] and p.status() != psutil.STATUS_ZOMBIE:
+                found[p.pid] = " ".join(p.cmdline())
+        except psutil.Error:  # gone meanwhile, or another user's
             continue
     return found
 
 
+def _wait_all_ended(env: dict[str, str]) -> None:
+    """Wait until no process of the child run is left (Ray's end theirs soon after the run, not at once)."""
+    end = time.monotonic() + EVENT_TIMEOUT_S
+    while left := _started_by(env):
+        if time.monotonic() > end:
+            pytest.fail(f"processes of the run still alive {EVENT_TIMEOUT_S:g} s after it exited: {left}")
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_run_defaults_to_ray_quietly_and_leaves_nothing_behind(tmp_path):
-    before = _ray_processes()
-    env_dir = tmp_path / "agents"
-    proc = subprocess.run([*AMIAGENT, "run", "seed=1", f"run_dir={tmp_path / 'run'}", "progress=false"],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "200", "AMIAGENT_RUNTIME_DIR": str(env_dir)})
+    env = _child_env(tmp_path)
+    proc = subprocess.run([*AMIAGENT, "run", "seed=1", "lockstep=true", f"run_dir={tmp_path / 'run'}", "progress=false"],
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
+    # lockstep: the episode is the local one (test_runtime_ray), and seed 1 reaches its goal
     assert "ray runtime, placement pod" in proc.stdout and "success 100%" in proc.stdout
     output = proc.stdout + proc.stderr
     for noise in ("(raylet)", "Token authentication", "INFO worker", "Started a local Ray instance", "pid="):
         assert noise not in output
-    assert not list(env_dir.glob("*.json"))  # the control registration is gone with the run
-    assert _ray_processes() <= before  # no module actor outlives the run
+    assert not list((tmp_path / "agents").glob("*.json"))  # the control registration is gone with the run
+    _wait_all_ended(env)  # Ray's processes and the module actors end with the run (ours only: not other Rays)
+
+
+def _default_sigint() -> None:
+    # a shell may start tests with SIGINT ignored, which a child inherits: give it the default back
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _telemetry_endpoint(run: subprocess.Popen) -> str:
+    """Read the run's output until it says where it publishes telemetry (its control endpoint is registered by then)."""
+    for line in run.stdout:
+        if line.startswith("telemetry on "):
+            return line.split()[2].rstrip(",")
+    pytest.fail(f"the run ended before publishing telemetry: {run.wait()}, {run.stderr.read()}")
+
+
+def _heard_until(listener: Subscriber, wanted) -> dict:
+    """The first telemetry message `wanted(message)` accepts (the run publishes every cycle until interrupted)."""
+    end = time.monotonic() + EVENT_TIMEOUT_S
+    while time.monotonic() < end:
+        got = listener.recv(timeout=1.0)
+        if got is not None and wanted(got[1]):
+            return got[1]
+    pytest.fail(f"no such telemetry within {EVENT_TIMEOUT_S:g} s")
 
 
 @pytest.mark.slow
-def test_swap_and_agents_reach_a_running_agent(tmp_path):
-    env = {**os.environ, "COLUMNS": "200", "AMIAGENT_RUNTIME_DIR": str(tmp_path / "agents")}
-    run = subprocess.Popen([*AMIAGENT, "run", "runtime=local", "realtime=true", "episodes=2", "agent.name=swapper",
-                            f"run_dir={tmp_path / 'run'}", "progress=false"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+@pytest.mark.parametrize("runtime", ["local", "ray"])
+def test_swap_agents_and_telemetry_reach_a_running_agent(tmp_path, monkeypatch, capsys, runtime):
+    env = _child_env(tmp_path)
+    monkeypatch.setenv("AMIAGENT_RUNTIME_DIR", env["AMIAGENT_RUNTIME_DIR"])  # for `agents` and `swap` below
+    # a thousand episodes: the run lasts until this test interrupts it, so nothing below races its end
+    run = subprocess.Popen([*AMIAGENT, "run", f"runtime={runtime}", "lockstep=true", "episodes=1000",
+                            "agent.name=swapper", "runtime.telemetry=tcp://127.0.0.1:0", "progress=false", "plot=false",
+                            f"run_dir={tmp_path / 'run'}"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           preexec_fn=_default_sigint)
+    listener = None
     try:
-        for _ in range(600):
-            if list((tmp_path / "agents").glob("swapper.json")) or run.poll() is not None:
-                break
-            import time
-
-            time.sleep(0.05)
-        listed = subprocess.run([*AMIAGENT, "agents"], capture_output=True, text=True, env=env, timeout=60)
-        assert listed.returncode == 0 and "swapper" in listed.stdout and "mpc" in listed.stdout
-        swap = subprocess.run([*AMIAGENT, "swap", "swapper", "actor", "params.samples=120", "params.elites=12"],
-                              capture_output=True, text=True, env=env, timeout=60)
-        assert swap.returncode == 0, swap.stdout + swap.stderr
-        assert "actor: mpc {" in swap.stdout and "'samples': 120" in swap.stdout and "'iterations': 10" in swap.stdout
-        assert "now running" in swap.stdout
-        bad = subprocess.run([*AMIAGENT, "swap", "actor", "name=mpcc"], capture_output=True, text=True, env=env,
-                             timeout=60)
-        assert bad.returncode == 2 and "swap refused" in bad.stdout and "Did you mean 'mpc'" in bad.stdout
-        missing = subprocess.run([*AMIAGENT, "swap", "nobody", "actor", "name=mpc"], capture_output=True, text=True,
-                                 env=env, timeout=60)
-        assert missing.returncode == 2 and "no running agent named 'nobody'" in missing.stdout
-        out, err = run.communicate(timeout=240)
+        listener = Subscriber(_telemetry_endpoint(run), ["telemetry/"])
+        heard = _heard_until(listener, lambda m: True)  # telemetry reaches a subscriber of `amiagent run`
+        assert heard.kind == "telemetry" and heard["values"]["checked"] == 1.0
+        code, out, err = _main(capsys, "agents")
+        assert code == 0, out + err
+        row = next(line for line in out.splitlines() if "swapper" in line)
+        assert f" {runtime} " in row and "actor: mpc" in out
+        code, out, err = _main(capsys, "swap", "swapper", "actor", "params.samples=120", "params.elites=12")
+        assert code == 0, out + err
+        assert "actor: mpc {" in out and "'samples': 120" in out and "'iterations': 10" in out
+        assert "now running" in out  # applied at a cycle boundary within SWAP_WAIT_S (10 s; a cycle takes ~0.05 s)
+        # the cycle that took the new actor says so, and planned with it (lockstep: the plan is waited for)
+        swapped = _heard_until(listener, lambda m: any(e.startswith("swap actor: mpc") and "'samples': 120" in e
+                                                       for e in m.get("events") or []))
+        assert swapped["values"]["source.plan"] == 1.0 and swapped["values"]["checked"] == 1.0
+        code, out, _ = _main(capsys, "swap", "actor", "name=mpcc")
+        assert code == 2 and "swap refused" in out and "Did you mean 'mpc'" in out
+        code, out, _ = _main(capsys, "swap", "nobody", "actor", "name=mpc")
+        assert code == 2 and "no running agent named 'nobody'" in out
+        if runtime == "ray":  # the marker finds the run's module actor (so its absence below means something)
+            assert any("ray::ModuleHost" in cmd for cmd in _started_by(env).values())
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=EVENT_TIMEOUT_S)
     finally:
+        if listener is not None:
+            listener.close()
         if run.poll() is None:
             run.kill()
-    assert run.returncode == 0, err
-    assert "success 100%" in out and "ground-truth violations 0" in out
+            run.communicate()
+    assert run.returncode == 130 and "interrupted" in out, err
+    assert "Traceback" not in err, err
+    assert not list((tmp_path / "agents").glob("*.json"))  # unregistered on the way out
+    _wait_all_ended(env)
 
 
 TIMING_FIELDS = {"plan_ms_p50", "plan_ms_p99", "cycle_ms_p50", "cycle_ms_p99", "wall_s", "missed_deadlines"}
