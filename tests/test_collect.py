@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -141,8 +140,28 @@ def test_bad_options_are_clear_errors(tmp_path, capsys):
         assert expected in capsys.readouterr().out
 
 
-# long enough (about 2.5 s) that the signal lands mid-collection, not after the last episode
-INTERRUPTED = ("world=two_rooms", "policy=random", "episodes=60", "steps=20", "seed=3")
+FIRST_SEED = 3
+INTERRUPTED = ("world=two_rooms", "policy=random", "episodes=6", "steps=10", f"seed={FIRST_SEED}")
+HELD_EPISODE = 3
+"""The episode an interrupted collection is signalled in: the child holds at its start until the signal came."""
+
+# `amiagent collect` itself, with one thing added: before episode HELD_EPISODE it says "holding" and waits
+# for its stdin to close. The test signals it then, so the signal always lands while that episode is being
+# collected, never after the last one however loaded the machine; stdin is closed after the signal, so a
+# signal that did nothing lets the collection finish (and the test fail) instead of hanging.
+HOLDING_CHILD = """
+import sys
+import amiagent.collect as collect
+collect_episode = collect.collect_episode
+def held(world, policy, seed, steps):
+    if seed == {seed}:
+        print("holding", file=sys.stderr, flush=True)
+        sys.stdin.read()
+    return collect_episode(world, policy, seed, steps)
+collect.collect_episode = held
+from amiagent.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -158,27 +177,32 @@ def uninterrupted(tmp_path_factory):
 def test_an_interrupted_collection_keeps_its_episodes_and_resumes_to_the_same_data(tmp_path, signum, uninterrupted):
     path = tmp_path / "d.h5"
     args = list(INTERRUPTED)
-    cmd = [sys.executable, "-m", "amiagent.cli", "-v", "collect", "progress=false", *args, f"data={path}"]
+    cmd = [sys.executable, "-c", HOLDING_CHILD.format(seed=FIRST_SEED + HELD_EPISODE), "-v", "collect", "progress=false", *args,
+           f"data={path}"]
     # a shell may start tests with SIGINT ignored, which a child inherits: give it the default back
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 120
-        for line in proc.stderr:  # logged once an episode is written and flushed
-            if "episode 000002 complete" in line or time.monotonic() > deadline:
+        logged = []
+        for line in proc.stderr:  # episodes are logged once written and flushed
+            logged.append(line)
+            if line.strip() == "holding":
                 break
+        else:
+            pytest.fail(f"the collection ended without reaching episode {HELD_EPISODE}: {''.join(logged)}")
         proc.send_signal(signum)
-        proc.stderr.read()
-        assert proc.wait(timeout=60) == 130  # interrupted, cleanly
+        proc.stdin.close()
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=60) == 130, rest  # interrupted, cleanly
     finally:
         proc.kill()
-    kept = episodes(path)  # readable as is
-    assert 3 <= len(kept) < 60
-    assert sorted(kept) == [f"{i:06d}" for i in range(len(kept))]
+    assert sum("complete (seed" in line for line in logged) == HELD_EPISODE
+    kept = episodes(path)  # readable as is: the episodes written before the signal, and not the one it cut short
+    assert sorted(kept) == [f"{i:06d}" for i in range(HELD_EPISODE)]
     assert run(*args, f"data={path}") == 0  # resume
     got, want = episodes(path), uninterrupted
-    assert sorted(got) == sorted(want) == [f"{i:06d}" for i in range(60)]
+    assert sorted(got) == sorted(want) == [f"{i:06d}" for i in range(6)]
     for name in want:
         for key in ("frames", "states", "actions"):
             np.testing.assert_array_equal(got[name][key], want[name][key])
