@@ -27,8 +27,10 @@ def test_cycles_arrive_on_a_subscriber():
     subscriber = Subscriber(publisher.endpoint, ["telemetry/"])
     try:
         received = None
-        deadline = time.monotonic() + 5
-        while received is None and time.monotonic() < deadline:  # PUB drops until the SUB has joined
+        # PUB drops until the SUB has joined (milliseconds here); 60 s only turns a subscription that never
+        # joins into a failure
+        deadline = time.monotonic() + 60
+        while received is None and time.monotonic() < deadline:
             publisher(_cycle(7))
             received = subscriber.recv(timeout=0.05)
         assert received is not None
