@@ -214,6 +214,18 @@ class _RayEcho:
 # --------------------------------------------------------------------------- measurement
 
 
+def _from_peer(conn: Any, peer: Any, limit_s: float = 120.0) -> Any:
+    """The peer process's next message; an error, not a hang, if the peer died or went silent (a script run
+    without an `if __name__ == "__main__":` guard, for instance, re-runs itself in the spawned peer)."""
+    deadline = time.monotonic() + limit_s
+    while not conn.poll(0.2):
+        if not peer.is_alive() and not conn.poll():  # (it may have answered just before exiting)
+            raise RuntimeError(f"the bench's peer process exited (code {peer.exitcode}) before answering")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bench's peer process did not answer within {limit_s:g} s")
+    return conn.recv()
+
+
 def _bus_caller(endpoint: str, data: np.ndarray) -> tuple[Callable[[], None], Callable[[], None]]:
     client = Client(endpoint, timeout=5.0)
     fields = {"data": data}
@@ -297,7 +309,7 @@ def run(n: int, size: int, with_ray: bool = False, address: str | None = None) -
     here, there = spawn.Pipe()
     peer = spawn.Process(target=_peer, args=(there,), name="bench-bus-peer", daemon=True)
     peer.start()
-    endpoints = here.recv()  # ipc and tcp: in the other process
+    endpoints = _from_peer(here, peer)  # ipc and tcp: in the other process
     local = _Servers(("inproc",))  # inproc: a thread of this one
     endpoints |= local.endpoints
 
@@ -318,8 +330,9 @@ def run(n: int, size: int, with_ray: bool = False, address: str | None = None) -
         for close in closers:
             close()
         local.close()
-        here.send("stop")
-        here.recv()
+        if peer.is_alive():
+            here.send("stop")
+            _from_peer(here, peer)
         peer.join(timeout=10)
     if with_ray:  # after the rest, so that Ray's processes are not running while it is timed
         times |= {f"{RAY}/{variant}": t for variant, t in _run_ray(n, payload, address).items()}
