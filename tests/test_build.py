@@ -11,7 +11,7 @@ from amiagent import checks, registry
 from amiagent.build import RunConfig, build_agent, build_cost, build_safety, build_world, check_body_fits
 from amiagent.contracts import Critic
 from amiagent.cost import IntrinsicCost
-from amiagent.errors import ConfigError, PluginError
+from amiagent.errors import ConfigError, ContractError, PluginError
 
 
 class DistanceCritic(Critic):
@@ -137,7 +137,7 @@ def test_critic_joins_the_total(critic_plugin):
 def test_cost_checker_catches_negative_violation():
     from tests.test_checks import _NegativeGuardrail
 
-    with pytest.raises(Exception, match="violation must be >= 0"):
+    with pytest.raises(ContractError, match="violation must be >= 0"):
         checks.check_cost(IntrinsicCost({}, {"neg": _NegativeGuardrail()}))
 
 
