@@ -379,6 +379,21 @@ def test_close_leaves_no_actor_process_or_state_behind(ray_cluster, composed):
         _wait_until(lambda pid=pid: gone(pid), f"the end of actor process {pid}")
 
 
+def test_in_lockstep_a_cycles_calls_wait_as_long_as_any_call(ray_cluster, composed):
+    """A loaded machine must not turn a lockstep cycle into a stop: perception and memory wait call_timeout_s
+    there, and one control period otherwise (a slow module then costs a cycle, never the body's safety)."""
+    import dataclasses
+
+    agent = RayAgent(_agent_cfg(composed), _runtime(composed, "pod", call_timeout_s=1.5))
+    try:
+        cycle_calls = [agent.modules.perception, agent.modules.memory, agent.modules.world_model]
+        assert agent.loop.lockstep and [m.cycle_timeout for m in cycle_calls] == [1.5] * 3
+        agent.loop = dataclasses.replace(agent.loop, lockstep=False)  # as `amiagent run` sets it, after the build
+        assert [m.cycle_timeout for m in cycle_calls] == [agent.loop.period] * 3 == [0.1] * 3
+    finally:
+        agent.close()
+
+
 def test_world_model_in_a_ray_actor_matches_local(ray_cluster):
     hosted = host("world_model", {"name": "point_mass", "params": {"max_accel": 2.0}})
     try:

@@ -34,7 +34,7 @@ from typing import Any
 
 import ray
 
-from amiagent.agent import MODULE_NAMES, Agent, Modules, SwapTicket
+from amiagent.agent import MODULE_NAMES, Agent, LoopConfig, Modules, SwapTicket
 from amiagent.contracts import Module
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.remote import PROXIES
@@ -232,7 +232,7 @@ class RayAgent(Agent):
                 h.wait_ready(self.supervision.start_timeout_s)
             self._bind(list(self._hosts.values()))
             for m in module_names:
-                proxies[m] = self._make_proxy(m, loop.period)
+                proxies[m] = self._make_proxy(m, self._cycle_timeout(loop))
         except BaseException:
             for proxy in proxies.values():
                 proxy.close()
@@ -244,6 +244,7 @@ class RayAgent(Agent):
                 hierarchy.close()
             shutil.rmtree(self._state_dir, ignore_errors=True)
             raise
+        self._proxies = dict(proxies)
         super().__init__(Modules(**proxies), loop, safety=safety)
         self.hierarchy = hierarchy
         self.safety_follows_planner, self.safety_margin = follows, margin
@@ -273,10 +274,30 @@ class RayAgent(Agent):
         ray.get([h.actor.bind.remote(endpoints, self.supervision.call_timeout_s) for h in planners],
                 timeout=self.supervision.start_timeout_s)
 
-    def _make_proxy(self, name: str, period: float) -> Module:
-        # lifecycle and planning calls may take call_timeout_s; calls inside a cycle at most a period
+    def _make_proxy(self, name: str, cycle_timeout: float) -> Module:
         return PROXIES[_kind(name)](self.endpoints()[name], timeout=self.supervision.call_timeout_s,
-                                    cycle_timeout=min(self.supervision.call_timeout_s, period))
+                                    cycle_timeout=cycle_timeout)
+
+    def _cycle_timeout(self, loop: LoopConfig) -> float:
+        # lifecycle and planning calls may take call_timeout_s; the calls a cycle makes (perception, memory
+        # acknowledgements, braking) at most a period, so a slow module costs a cycle, not the body's safety.
+        # In lockstep, which waits for every plan, they wait as long: a loaded machine must not turn an
+        # evaluation's cycle into a stop (the episode would then depend on the load, not the seed)
+        if loop.lockstep:
+            return self.supervision.call_timeout_s
+        return min(self.supervision.call_timeout_s, loop.period)
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The cycle's timing, as `Agent.loop`. Setting it (e.g. lockstep for an evaluation) also sets how
+        long the calls a cycle makes to the modules wait."""
+        return self._loop
+
+    @loop.setter
+    def loop(self, loop: LoopConfig) -> None:
+        self._loop = loop
+        for proxy in self._proxies.values():
+            proxy.cycle_timeout = self._cycle_timeout(loop)
 
     def start(self, task: Any, obs: Any = None) -> Any:
         """As `Agent.start`, after waiting (up to `supervision.start_timeout_s`) for modules being restarted."""
