@@ -40,7 +40,10 @@ class TrainConfig:
     by least squares on up to 8192 training latents, a hidden-layer one trained this many steps.
     `max_minutes`: the whole run's wall-clock budget, the final probe fit and save included: the
     steps stop early enough for them (an estimate from the validations timed so far); 0: no limit.
-    `threads`: torch threads (0: torch's default). `seed`: initialisation and sampling.
+    A run the budget stops early depends on the machine's speed and load (`TrainResult.stopped_by_time`).
+    `threads`: torch threads while training (0: torch's default, one per core). `seed`: initialisation
+    and sampling. The same data, settings, seed and thread count give the same model bit for bit;
+    another thread count sums in another order and gives another model.
     """
 
     steps: int = 2000
@@ -73,6 +76,8 @@ class TrainResult:
     seconds: float
     final: dict
     history: list
+    stopped_by_time: bool = False
+    """`max_minutes` ended the run before `steps`: another run of the same command may stop elsewhere."""
 
 
 FINISH_VALIDATIONS = 10
@@ -84,11 +89,23 @@ def train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: 
     """Train (or carry on training) the JEPA of `model_cfg` on `data` into `checkpoint`.
 
     `progress(step, steps, figures)` is called after every step. With
-    `resume=False` an existing checkpoint is overwritten.
+    `resume=False` an existing checkpoint is overwritten. Training runs with torch's deterministic
+    algorithms and `cfg.threads` threads; the caller's settings are restored afterwards.
     """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.use_deterministic_algorithms(True)
+        return _train(data, checkpoint, model_cfg, cfg, progress, resume)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: TrainConfig,
+           progress: Callable[[int, int, dict], None] | None, resume: bool) -> TrainResult:
     started = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     checkpoint = Path(checkpoint)
     episodes = load_episodes(data)
     meta = episodes.meta
@@ -146,6 +163,11 @@ def train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: 
             save_checkpoint(checkpoint, model, optimizer, generator, step, history, info)
         if progress is not None:
             progress(step, cfg.steps, parts)
+    stopped_by_time = step < cfg.steps
+    if stopped_by_time:
+        log.warning("%s: max_minutes=%g stopped training at step %d of %d; the model depends on this machine's "
+                    "speed and load (max_minutes=0 lets the steps decide)", checkpoint, cfg.max_minutes, step,
+                    cfg.steps)
     if recent:  # stopped by the time limit between validations
         history.append({"step": step, "seconds": time.perf_counter() - started,
                         **{f"train_{k}": float(np.mean([r[k] for r in recent])) for k in recent[0]},
@@ -155,7 +177,7 @@ def train(data: str | Path, checkpoint: str | Path, model_cfg: JEPAConfig, cfg: 
     history.append({**history[-1], **final} if history else final)
     save_checkpoint(checkpoint, model, optimizer, generator, step, history, info)
     write_metrics(checkpoint, history)
-    return TrainResult(checkpoint, step, time.perf_counter() - started, final, history)
+    return TrainResult(checkpoint, step, time.perf_counter() - started, final, history, stopped_by_time)
 
 
 @torch.no_grad()
@@ -247,6 +269,7 @@ def _info(episodes: Episodes, data: str | Path, cfg: TrainConfig) -> dict:
         "action_low": [float(v) for v in meta.get("action_low", [])],
         "action_high": [float(v) for v in meta.get("action_high", [])],
         "episodes": int(episodes.count), "frames": int(len(episodes.frames)), "train_config": asdict(cfg),
+        "threads": torch.get_num_threads(), "torch": str(torch.__version__),  # with the seed: what the floats depend on
     }
 
 
