@@ -45,6 +45,12 @@ class Job:
     world: str
     seeds: tuple[int, ...]
     overrides: tuple[str, ...]
+    label: str = ""
+    """The suite the episodes count towards (default: the agent's name), e.g. one of several trained models."""
+
+    @property
+    def suite(self) -> tuple[str, str]:
+        return self.world, self.label or self.agent
 
 
 def run_job(job: Job) -> tuple[list[dict[str, Any]], list[float], list[float]]:
@@ -144,7 +150,7 @@ def print_errors(console, label: str, s: dict[str, Any]) -> None:
 
 
 def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tuple[str, str], tuple[list, list, list]]:
-    """Run `jobs` over `workers` spawned processes with a progress bar per (world, agent) suite of
+    """Run `jobs` over `workers` spawned processes with a progress bar per (world, label or agent) suite of
     `per_suite` episodes; returns each suite's eval rows, planning ms and model steps per cycle."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -156,9 +162,8 @@ def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tup
     ) as progress:
         bars = {}
         for job in jobs:
-            if (job.world, job.agent) not in bars:
-                bars[(job.world, job.agent)] = progress.add_task(f"{job.agent} in {job.world}", total=per_suite,
-                                                                 status="")
+            if job.suite not in bars:
+                bars[job.suite] = progress.add_task(f"{job.suite[1]} in {job.world}", total=per_suite, status="")
         futures = {pool.submit(run_job, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
@@ -166,16 +171,16 @@ def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tup
                 rows, plan_ms, steps = future.result()
             except Exception as exc:  # the worker itself died (killed, out of memory): its episodes are errors
                 rows, plan_ms, steps = [error_row(seed, exc) for seed in job.seeds], [], []
-            got = results.setdefault((job.world, job.agent), ([], [], []))
+            got = results.setdefault(job.suite, ([], [], []))
             got[0].extend(rows)
             got[1].extend(plan_ms)
             got[2].extend(steps)
             wins = sum(r["success"] for r in got[0])
             bad = sum(r["violations"] > 0 for r in got[0])
-            progress.update(bars[(job.world, job.agent)], advance=len(rows),
+            progress.update(bars[job.suite], advance=len(rows),
                             status=f"success {wins}/{len(got[0])}, with violations {bad}")
             if not console.is_terminal:  # a log: one line per finished work item instead of a live bar
-                console.print(f"{job.agent} in {job.world}: {len(got[0])}/{per_suite} episodes, "
+                console.print(f"{job.suite[1]} in {job.world}: {len(got[0])}/{per_suite} episodes, "
                               f"success {wins}, with violations {bad}")
     return results
 
