@@ -10,6 +10,27 @@ import torch
 from amiagent.config import load_config
 
 
+def _order_line(config: pytest.Config) -> str | None:
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is None or not config.pluginmanager.has_plugin("randomly"):
+        return None
+    return f"tests in random order: rerun this order with `pytest --randomly-seed={seed}`"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # pytest-randomly names its seed in the header, which -q (make test) hides: say it here and at the end
+    line = _order_line(session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    line = _order_line(config)
+    if line:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads():
     # the runtime's default: planning batches are small, one thread is fastest and steadiest
