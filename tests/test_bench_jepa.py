@@ -60,10 +60,13 @@ def test_bench_jepa_reports_each_model_their_spread_and_pool_and_repeats_itself(
 
     # the same command into another folder: the same models (held-out figures to the last bit), the same episodes
     second = _bench(tmp_path, "b")
+
+    def episodes(result: dict) -> dict:  # all but the timings: planning ms, and plans late in lockstep
+        return {k: v for k, v in result.items() if not k.startswith("plan_ms") and k != "missed_deadlines"}
+
     for a, b in zip(first["models"], second["models"], strict=True):
         assert a["train_final"] | {"seconds": 0} == b["train_final"] | {"seconds": 0}
-        assert {k: v for k, v in a["result"].items() if not k.startswith("plan_ms")} == \
-               {k: v for k, v in b["result"].items() if not k.startswith("plan_ms")}
+        assert episodes(a["result"]) == episodes(b["result"])
 
     # --reuse evaluates the checkpoints as they are: nothing retrained, the recorded figures reported
     checkpoint = models[0]["checkpoint"]
