@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 PIP_TORCH_FLAGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: setup demo test bench bench-hierarchy clean
+.PHONY: setup demo test test-fast bench bench-hierarchy clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/amiagent run agent=navigator world=open_field
 
+# in random order (pytest-randomly; the seed is printed, `pytest --randomly-seed=N` repeats an order),
+# each test under pytest-timeout's 120 s default unless it is marked longer
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the edit loop: everything but the whole-episode integration tests marked slow, stopping at the first failure
+test-fast: setup
+	$(BIN)/python -m pytest -q -x -m "not slow"
 
 bench: setup
 	$(BIN)/amiagent bench bus
