@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -128,11 +129,15 @@ def train_model(data: Path, out: Path, world: str, seed: int, model: dict[str, A
 def spread(models: list[dict[str, Any]]) -> dict[str, Any]:
     """How success varies with the training seed: per-model rates, their min, max, mean and sample std."""
     rates = [m["result"]["success_rate"] for m in models]
-    mean = sum(rates) / len(rates)
-    std = (sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)) ** 0.5 if len(rates) > 1 else 0.0
     return {"train_seeds": [m["train_seed"] for m in models], "success_rates": rates,
-            "success_rate_min": min(rates), "success_rate_max": max(rates), "success_rate_mean": mean,
-            "success_rate_std": std}
+            "success_rate_min": min(rates), "success_rate_max": max(rates),
+            "success_rate_mean": statistics.mean(rates),
+            "success_rate_std": statistics.stdev(rates) if len(rates) > 1 else 0.0}
+
+
+def suite(model: dict[str, Any]) -> str:
+    """The evaluation suite of one trained model."""
+    return f"jepa seed {model['train_seed']}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = [f"agent.checkpoint={Path(m['checkpoint']).resolve()}"]
         if "checkpoint_coarse" in m:
             checkpoints.append(f"agent.checkpoint_coarse={Path(m['checkpoint_coarse']).resolve()}")
-        suites[f"jepa seed {m['train_seed']}"] = (args.agent, ("world.params.camera=true", *budget, *checkpoints,
+        suites[suite(m)] = (args.agent, ("world.params.camera=true", *budget, *checkpoints,
                                                                *AGENT_OVERRIDES.get(args.world, ()), *args.overrides))
     suites["oracle"] = (ORACLES[args.world], ("world.params.camera=true", *budget, "+agent.goal_from=observation"))
     jobs = [Job(agent, args.world, tuple(seeds[i: i + CHUNK]), overrides, label)
@@ -192,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     results = run_jobs(jobs, len(seeds), args.jobs, console)
     target = TARGETS[args.world]
     for m in models:
-        m["result"] = summary(*results[(args.world, f"jepa seed {m['train_seed']}")])
-    pooled = summary(*(sum((results[(args.world, f"jepa seed {m['train_seed']}")][i] for m in models), [])
-                       for i in range(3)))
+        m["result"] = summary(*results[(args.world, suite(m))])
+    # every model's episodes together: rows, planning ms and model steps, each concatenated
+    pooled = summary(*([x for m in models for x in results[(args.world, suite(m))][part]] for part in range(3)))
     pooled["target_met"] = pooled["success_rate"] >= target and pooled["episodes_with_violations"] == 0
     oracle = summary(*results[(args.world, "oracle")])
     oracle["target_met"] = None
@@ -241,7 +246,7 @@ def print_tables(console, out: dict[str, Any], seeds: list[int], target: float) 
     train_min = sum(m["train_s"] for m in out["models"]) / 60
     console.print(f"success ratio jepa (pooled) / oracle: {'-' if ratio is None else f'{ratio:.3f}'}; collect "
                   f"{out['collect_s']:.0f} s + train {train_min:.1f} min = {out['collect_s'] / 60 + train_min:.1f} min")
-    labelled = [(f"jepa seed {m['train_seed']}", m["result"]) for m in out["models"]] + [("oracle", out["results"]["oracle"])]
+    labelled = [(suite(m), m["result"]) for m in out["models"]] + [("oracle", out["results"]["oracle"])]
     for label, r in labelled:
         if r["failures"] or r["seeds_with_violations"]:
             console.print(f"{label}: not reached {r['failures'][:30]}; with violations {r['seeds_with_violations'][:30]}")

@@ -244,7 +244,6 @@ class RayAgent(Agent):
                 hierarchy.close()
             shutil.rmtree(self._state_dir, ignore_errors=True)
             raise
-        self._proxies = dict(proxies)
         super().__init__(Modules(**proxies), loop, safety=safety)
         self.hierarchy = hierarchy
         self.safety_follows_planner, self.safety_margin = follows, margin
@@ -296,7 +295,7 @@ class RayAgent(Agent):
     @loop.setter
     def loop(self, loop: LoopConfig) -> None:
         self._loop = loop
-        for proxy in self._proxies.values():
+        for proxy in self.modules.named().values():
             proxy.cycle_timeout = self._cycle_timeout(loop)
 
     def start(self, task: Any, obs: Any = None) -> Any:
