@@ -94,8 +94,9 @@ class LoopConfig:
     then depend on the seed only, not on how loaded the machine is. Never for a real body."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, (int, float)) or not self.rate_hz > 0:
-            raise ConfigError(f"agent.loop.rate_hz must be a number > 0, got {self.rate_hz!r}")
+        if isinstance(self.rate_hz, bool) or not isinstance(self.rate_hz, (int, float)) or \
+                not 0 < self.rate_hz < math.inf:
+            raise ConfigError(f"agent.loop.rate_hz must be a finite number > 0, got {self.rate_hz!r}")
         if self.deadline_s is not None:
             if isinstance(self.deadline_s, bool) or not isinstance(self.deadline_s, (int, float)):
                 raise ConfigError(f"agent.loop.deadline_s must be a number or null, got {self.deadline_s!r}")
