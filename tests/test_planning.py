@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from amiagent import registry
 from amiagent.contracts import Settings
 from amiagent.cost import IntrinsicCost
-from amiagent.planning import Bounds, CEMConfig, MPPIConfig, SafetyFilter, cem, feasibility_first, mppi, warm_start
+from amiagent.planning import CEMConfig, MPPIConfig, SafetyFilter, cem, feasibility_first, mppi, warm_start
+from amiagent.spaces import Box
 
 floats = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, width=32)
 
@@ -62,7 +63,7 @@ def _evaluate(wm, cost, start):
 @pytest.mark.parametrize("method", ["cem", "mppi"])
 def test_optimisers_stay_in_bounds_and_improve(method):
     wm, cost = _problem()
-    bounds = Bounds(wm.action_low, wm.action_high)
+    bounds = Box(wm.action_low, wm.action_high)
     start = torch.tensor([[-4.0, 0.3, 0.0, 0.0]])
     evaluate = _evaluate(wm, cost, start)
     mean = torch.zeros(16, 2)
@@ -84,7 +85,7 @@ def test_optimisers_stay_in_bounds_and_improve(method):
 def test_optimiser_prefers_least_violation_when_nothing_is_feasible():
     # the body starts inside a zone: every plan violates, the one leaving fastest wins
     wm, cost = _problem(zones=((0.0, 0.0, 1.0),))
-    bounds = Bounds(wm.action_low, wm.action_high)
+    bounds = Box(wm.action_low, wm.action_high)
     start = torch.tensor([[0.3, 0.0, 0.0, 0.0]])
     result = cem(_evaluate(wm, cost, start), torch.zeros(16, 2), torch.ones(16, 2), bounds, CEMConfig(),
                  torch.Generator().manual_seed(0))
@@ -93,7 +94,7 @@ def test_optimiser_prefers_least_violation_when_nothing_is_feasible():
 
 
 def test_warm_start_shifts_previous_plan():
-    bounds = Bounds(torch.full((2,), -2.0), torch.full((2,), 2.0))
+    bounds = Box(torch.full((2,), -2.0), torch.full((2,), 2.0))
     previous = torch.arange(32, dtype=torch.float32).view(16, 2) / 10
     mean = warm_start(previous, 16, bounds)
     assert torch.equal(mean[:15], previous[1:].clamp(-2, 2))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from amiagent.errors import ConfigError
-from amiagent.planning.common import Bounds, Evaluate, Result, feasibility_first, sample
+from amiagent.planning.common import Evaluate, Result, feasibility_first, sample
+from amiagent.spaces import Box
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,11 @@ class CEMConfig:
             raise ConfigError(f"cem: need samples >= 2, iterations >= 1, 2 <= elites <= samples; got {self}")
 
 
-def cem(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Bounds, cfg: CEMConfig,
+def cem(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Box, cfg: CEMConfig,
         generator: torch.Generator | None = None) -> Result:
     """Minimise cost over (H, A) action sequences starting from `mean`, `std`."""
     min_std = cfg.min_std * bounds.half_range
-    best = mean = bounds.clamp(mean)
+    best = mean = bounds.clip(mean)
     for _ in range(cfg.iterations):
         # sample: row 0 is the current mean, row 1 the best so far, so neither is lost
         candidates = sample(mean, std, cfg.samples, bounds, (mean, best), generator)

@@ -1,4 +1,4 @@
-"""Steps every optimiser shares: ranking, bounds, warm start, sampling."""
+"""Steps every optimiser shares: ranking, warm start, sampling; bounds are `amiagent.spaces.Box`."""
 
 from __future__ import annotations
 
@@ -8,32 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from amiagent.contracts import CostReport
+from amiagent.spaces import Box
 
 # actions (B, H, A) -> predicted states (B, H, D) and their cost report
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, CostReport]]
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Action bounds, (A,) tensors `low` <= `high`."""
-
-    low: torch.Tensor
-    high: torch.Tensor
-
-    def __post_init__(self) -> None:
-        # the same bound on every axis clamps with scalars, several times faster on CPU
-        uniform = bool((self.low == self.low[0]).all() and (self.high == self.high[0]).all())
-        object.__setattr__(self, "_scalar", (float(self.low[0]), float(self.high[0])) if uniform else None)
-
-    @property
-    def half_range(self) -> torch.Tensor:
-        return (self.high - self.low) / 2
-
-    def clamp(self, actions: torch.Tensor) -> torch.Tensor:
-        """Clip actions of any leading shape into the box."""
-        if self._scalar is not None:
-            return actions.clamp(*self._scalar)
-        return torch.clamp(actions, min=self.low, max=self.high)
 
 
 @dataclass(frozen=True)
@@ -66,36 +44,36 @@ def feasibility_first(total: torch.Tensor, violation: torch.Tensor) -> torch.Ten
     return order[torch.argsort(violation[order], stable=True)]
 
 
-def warm_start(previous: torch.Tensor | None, horizon: int, bounds: Bounds) -> torch.Tensor:
+def warm_start(previous: torch.Tensor | None, horizon: int, bounds: Box) -> torch.Tensor:
     """(H, A) initial mean: the previous plan shifted by one step, else the middle of the bounds."""
     if previous is None:
-        return ((bounds.low + bounds.high) / 2).expand(horizon, -1).clone()
+        return bounds.centre.expand(horizon, -1).clone()
     shifted = torch.cat([previous[1:], previous[-1:]], dim=0)  # repeat the last action
     if shifted.shape[0] < horizon:
         shifted = torch.cat([shifted, shifted[-1:].expand(horizon - shifted.shape[0], -1)], dim=0)
-    return bounds.clamp(shifted[:horizon])
+    return bounds.clip(shifted[:horizon])
 
 
-def best_start(evaluate: Evaluate, means: list[torch.Tensor], bounds: Bounds) -> torch.Tensor:
+def best_start(evaluate: Evaluate, means: list[torch.Tensor], bounds: Box) -> torch.Tensor:
     """The best of several (H, A) initial means, ranked feasibility first like any candidate.
 
     E.g. the shifted previous plan and a Mode-1 policy's proposal: the search
     starts from whichever the cost prefers, so a poor proposal costs one batch
     of evaluations and never a worse start.
     """
-    candidates = bounds.clamp(torch.stack(means))  # (M, H, A)
+    candidates = bounds.clip(torch.stack(means))  # (M, H, A)
     _, report = evaluate(candidates)
     return candidates[int(feasibility_first(report.total, report.violation_total)[0])].clone()
 
 
-def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Bounds,
+def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Box,
            keep: tuple[torch.Tensor, ...], generator: torch.Generator | None) -> torch.Tensor:
     """(n, H, A) candidates around `mean`, inside the bounds; the first rows are `keep`, each (H, A).
 
     Kept rows must already lie inside the bounds (a mean of in-bound samples does).
     """
     noise = torch.randn((n,) + tuple(mean.shape), generator=generator)
-    candidates = bounds.clamp(torch.addcmul(mean, std, noise))
+    candidates = bounds.clip(torch.addcmul(mean, std, noise))
     for i, row in enumerate(keep):
         candidates[i] = row
     return candidates

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from amiagent.errors import ConfigError
-from amiagent.planning.common import Bounds, Evaluate, Result, feasibility_first, sample
+from amiagent.planning.common import Evaluate, Result, feasibility_first, sample
+from amiagent.spaces import Box
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,11 @@ class MPPIConfig:
             raise ConfigError(f"mppi: need samples >= 2, iterations >= 1, temperature > 0; got {self}")
 
 
-def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Bounds, cfg: MPPIConfig,
+def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Box, cfg: MPPIConfig,
          generator: torch.Generator | None = None) -> Result:
     """Minimise cost over (H, A) action sequences by exponentially weighted averaging."""
     min_std = cfg.min_std * bounds.half_range
-    best = mean = bounds.clamp(mean)
+    best = mean = bounds.clip(mean)
     for _ in range(cfg.iterations):
         # sample
         candidates = sample(mean, std, cfg.samples, bounds, (mean, best), generator)
@@ -48,4 +49,4 @@ def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Boun
         order = feasibility_first(report.total, violation)
         best = candidates[order[0]]
     i = int(order[0])
-    return Result(candidates[i], states[i], report.pick(i), bounds.clamp(mean), std)
+    return Result(candidates[i], states[i], report.pick(i), bounds.clip(mean), std)

@@ -9,7 +9,7 @@ import torch
 
 from amiagent.contracts import Cost, WorldModel
 from amiagent.errors import ConfigError, GuardrailError
-from amiagent.planning.common import Bounds
+from amiagent.spaces import Box
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class SafetyFilter:
         self.world_model = world_model
         self.cost = cost
         self.horizon = horizon
-        self.bounds = Bounds(world_model.action_low, world_model.action_high)
+        self.bounds = Box.of_actions(world_model)
         self._directions = self._unit_directions(world_model.action_dim, directions)
 
     @staticmethod
@@ -57,7 +57,7 @@ class SafetyFilter:
         brake = self.world_model.brake_action(state)[0]
         pushes = self._directions * self.bounds.high  # full bound along each direction
         rows = [action, brake, 0.5 * action, torch.zeros_like(action)]
-        return self.bounds.clamp(torch.cat([torch.stack(rows), pushes], dim=0))
+        return self.bounds.clip(torch.cat([torch.stack(rows), pushes], dim=0))
 
     def check(self, state: torch.Tensor, firsts: torch.Tensor) -> torch.Tensor:
         """`state` (1, D), `firsts` (C, A) -> (C,) predicted violation of each first-action-then-brake."""
@@ -74,7 +74,7 @@ class SafetyFilter:
 
     def filter(self, state: torch.Tensor, action: torch.Tensor) -> SafetyVerdict:
         """The action to send for `state` (1, D) given the proposed `action` (A,)."""
-        action = self.bounds.clamp(action)
+        action = self.bounds.clip(action)
         firsts = self.candidates(state, action)
         # a NaN anywhere must never look safe, nor least violating
         violation = torch.nan_to_num(self.check(state, firsts), nan=math.inf)

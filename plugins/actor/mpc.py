@@ -9,7 +9,8 @@ import torch
 
 from amiagent.contracts import Actor, Cost, Plan, Settings, WorldModel
 from amiagent.errors import ConfigError
-from amiagent.planning import Bounds, CEMConfig, MPPIConfig, best_start, cem, mppi, warm_start
+from amiagent.planning import CEMConfig, MPPIConfig, best_start, cem, mppi, warm_start
+from amiagent.spaces import Box
 
 
 class MPCActor(Actor):
@@ -66,7 +67,7 @@ class MPCActor(Actor):
 
     def bind(self, world_model: WorldModel, cost: Cost) -> None:
         self.world_model, self.cost = world_model, cost
-        self._bounds = Bounds(world_model.action_low, world_model.action_high)
+        self._bounds = Box.of_actions(world_model)
         if self._proposer is not None:
             self._proposer.bind(world_model, cost)
 

@@ -18,6 +18,7 @@ import torch
 from amiagent.contracts import Actor, Cost, Plan, Settings, WorldModel
 from amiagent.errors import ConfigError
 from amiagent.learning.policy import Obstacles, load_policy
+from amiagent.spaces import Box
 
 
 class PolicyActor(Actor):
@@ -54,6 +55,7 @@ class PolicyActor(Actor):
                               f"and actions of {cfg.action_dim} values; this world model has "
                               f"{world_model.state_dim} and {world_model.action_dim}")
         self.world_model, self.cost = world_model, cost
+        self._bounds = Box.of_actions(world_model)
 
     def apply(self, settings: Settings) -> None:
         self.horizon = settings.horizon
@@ -68,11 +70,10 @@ class PolicyActor(Actor):
         if self._goal is None:
             raise ConfigError("actor.policy: apply(settings) must be called before act(): the goal and keep-out "
                               "zones come from the settings")
-        low, high = self.world_model.action_low, self.world_model.action_high
         current = state.reshape(1, -1).float()
         chunks, count = [], 0
         while count < self.horizon:
-            chunk = torch.maximum(torch.minimum(self.net.act(current, self._goal, self._obstacles)[0], high), low)
+            chunk = self._bounds.clip(self.net.act(current, self._goal, self._obstacles)[0])
             chunks.append(chunk)
             count += chunk.shape[0]
             if count < self.horizon:  # the next chunk starts where this one is predicted to end

@@ -14,6 +14,7 @@ import torch
 from amiagent.contracts import WorldModel
 from amiagent.errors import ConfigError
 from amiagent.learning.train import shared_model
+from amiagent.spaces import Box
 
 
 class JEPAModel(WorldModel):
@@ -40,6 +41,7 @@ class JEPAModel(WorldModel):
                               f"{self.action_dim} actions")
         self.action_low = torch.tensor(info["action_low"], dtype=torch.float32)
         self.action_high = torch.tensor(info["action_high"], dtype=torch.float32)
+        self._bounds = Box.of_actions(self)
 
     @torch.inference_mode()
     def rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -57,4 +59,4 @@ class JEPAModel(WorldModel):
         if self.physical_dim < 4:
             return super().brake_action(states)
         velocity = states[:, 2:4]
-        return torch.maximum(torch.minimum(-velocity / self.dt, self.action_high), self.action_low)
+        return self._bounds.clip(-velocity / self.dt)
