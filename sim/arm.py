@@ -28,7 +28,6 @@ holds; `estop()` latches stop until `release()`.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from typing import Any
@@ -42,11 +41,11 @@ with c_output_silenced():  # pybullet prints its build time on import
     import pybullet as p
     import pybullet_data
 
-from amiagent.contracts import Body, Observation
+from amiagent.contracts import Observation
 from amiagent.errors import BodyError
 from amiagent.kinematics import Chain
-
-log = logging.getLogger(__name__)
+from amiagent.sim.simbody import SimBody
+from amiagent.spaces import Box
 
 KUKA_URDF = os.path.join(pybullet_data.getDataPath(), "kuka_iiwa", "model.urdf")
 """The arm's URDF; agents build their forward kinematics from the same file."""
@@ -70,7 +69,7 @@ HARD_STOP_MARGIN = 0.1
 """Radians between a URDF (software) joint limit and the simulated hard stop behind it."""
 
 
-class ArmBody(Body):
+class ArmBody(SimBody):
     """The KUKA iiwa as a Body; see the module docstring.
 
     `client`: the world's `BulletClient`. `max_joint_velocity`: cap on every
@@ -85,6 +84,8 @@ class ArmBody(Body):
     """
 
     JOINTS = tuple(range(DOF))
+    label = "arm"
+    action_doc = "joint velocities in rad/s, one per joint"
 
     def __init__(
         self,
@@ -94,7 +95,6 @@ class ArmBody(Body):
         physics_hz: int = 240,
         urdf: str = KUKA_URDF,
     ):
-        self._client = client
         self.urdf = urdf
         chain = Chain.from_urdf(urdf)
         if chain.dof != DOF:
@@ -102,20 +102,16 @@ class ArmBody(Body):
         self.lower = chain.lower.numpy().copy()
         self.upper = chain.upper.numpy().copy()
         self.max_velocity = np.minimum(chain.max_velocity.numpy(), float(max_joint_velocity))
-        self.action_low = -self.max_velocity
+        self.joint_limits = Box(self.lower, self.upper, name="arm joint limits")
+        """[lower, upper] (rad) of every joint, the URDF's software limits."""
         # joint 2's axis: the centre of the sphere the EE reaches within
         self.shoulder = tuple(float(v) for v in chain.forward(torch.zeros(1, DOF, dtype=torch.float64))[0, 1, :3, 3])
         """(x, y, z) of the shoulder (m): the second joint's frame origin at the world origin base."""
-        self.action_high = self.max_velocity.copy()
-        self.h = 1.0 / physics_hz
-        """Physics substep (s)."""
-        self.watchdog_steps = max(1, round(watchdog_s * physics_hz))
-        """Substeps a command is applied for before it counts as stale."""
-        self.body_id: int | None = None
-        """pybullet body id, None until spawned."""
         self._zero = (0.0,) * DOF
-        self._closed = False
-        self._clear(self._zero)
+        self._sent: tuple[float, ...] | None = None
+        self.state = (self._zero, self._zero)
+        """(q, qd) after the last substep, as pybullet reported them."""
+        super().__init__(client, -self.max_velocity, self.max_velocity.copy(), watchdog_s, physics_hz)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,31 +142,12 @@ class ArmBody(Body):
     def reset_joints(self, q: Any) -> None:
         """Put the arm at rest at `q` (7,) with its motors stopped; clears commands, latches and clock."""
         self.place(q)
-        self._clear(tuple(float(v) for v in q))
+        self._clear()
+        self._sent = None
+        self.state = (tuple(float(v) for v in q), self._zero)
         self._send(self._zero)
 
-    def _clear(self, q: tuple[float, ...]) -> None:
-        self.steps = 0
-        """Physics substeps since spawn; sim time is steps * h."""
-        self._cmd: tuple[float, ...] | None = None
-        self._cmd_step = 0
-        self._sent: tuple[float, ...] | None = None
-        self._estopped = False
-        self._warned_estop = False
-        self.state = (q, self._zero)
-        """(q, qd) after the last substep, as pybullet reported them."""
-
-    def close(self) -> None:
-        """Refuse further commands. Safe to call twice; the world owns the simulation."""
-        self._closed = True
-        self._cmd = None
-
     # ------------------------------------------------------------------ Body contract
-
-    @property
-    def t(self) -> float:
-        """Sim time (s) since the last spawn."""
-        return self.steps * self.h
 
     def observe(self) -> Observation:
         """Time (s) and state (14,) = [q (7) rad, qd (7) rad/s], read from pybullet's joint states."""
@@ -179,67 +156,12 @@ class ArmBody(Body):
         state = np.array([s[0] for s in joints] + [s[1] for s in joints], dtype=np.float64)
         return Observation(t=self.t, state=state)
 
-    def command(self, action: Any) -> None:
-        """Hold joint velocities `action` (7,) in rad/s, clipped to the bounds, until the next command.
-
-        Raises BodyError, changing nothing, when `action` is not a finite real
-        array of shape (7,). Ignored (after validation) while e-stopped.
-        """
-        self._check_live()
-        try:
-            arr = np.asarray(action)
-        except Exception as exc:  # arbitrary objects may fail to convert in many ways
-            raise BodyError(f"action must be a numeric array of shape ({DOF},), got {type(action).__name__}") from exc
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise BodyError(f"action must be real joint velocities (rad/s), got dtype {arr.dtype} from {action!r}")
-        if arr.shape != (DOF,):
-            raise BodyError(f"action must have shape ({DOF},), one velocity per joint, got shape {arr.shape}")
-        arr = arr.astype(np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise BodyError(f"action must be finite, got {arr.tolist()}")
-        if self._estopped:
-            if not self._warned_estop:
-                log.warning("arm: e-stop latched, ignoring commands until release()")
-                self._warned_estop = True
-            return
-        self._cmd = tuple(float(v) for v in np.clip(arr, self.action_low, self.action_high))
-        self._cmd_step = self.steps
-
-    def stop(self) -> None:
-        """Stop the joints and hold still until the next command."""
-        self._cmd = None
-
-    def estop(self) -> None:
-        """Latch stop: commands are ignored until `release()`."""
-        if not self._estopped:
-            log.warning("arm: e-stop")
-        self._estopped = True
-        self._warned_estop = False
-        self._cmd = None
-
-    def release(self) -> None:
-        """Clear the e-stop latch; the arm keeps holding still until the next command."""
-        self._estopped = False
-        self._cmd = None
-
-    @property
-    def estopped(self) -> bool:
-        """Whether the e-stop latch is set."""
-        return self._estopped
-
-    @property
-    def held_command(self) -> tuple[float, ...] | None:
-        """The joint velocities (rad/s) being held, or None when stopped."""
-        return self._cmd
-
     # ------------------------------------------------------------------ physics (called by the world)
 
     def velocity_target(self) -> tuple[float, ...]:
         """Joint velocities (rad/s) for the next substep: the held command, or zero when stopped or stale."""
-        cmd = self._cmd
-        if cmd is not None and self.steps - self._cmd_step < self.watchdog_steps:
-            return cmd
-        return self._zero
+        cmd = self._live_command()
+        return self._zero if cmd is None else cmd
 
     def pre_step(self) -> None:
         """Set the motors' targets for the next substep (pybullet keeps them until changed)."""
@@ -271,12 +193,6 @@ class ArmBody(Body):
         rx, ry, rz = fx - cx, fy - cy, fz - cz
         return (fx, fy, fz), (vx + wy * rz - wz * ry, vy + wz * rx - wx * rz, vz + wx * ry - wy * rx)
 
-    def _check_live(self) -> None:
-        if self._closed:
-            raise BodyError("arm is closed")
-        if self.body_id is None:
-            raise BodyError("arm is not spawned yet: call world.reset(seed) first")
-
 
 # ---------------------------------------------------------------------------- ground truth
 
@@ -285,7 +201,7 @@ KINDS = ("keep_out", "table_contact", "joint_limits", "joint_speed", "ee_speed")
 """Violation kinds, in the order arm worlds report them in `violations()`."""
 
 JOINT_LIMIT_SLACK = 1e-3
-"""Radians a joint may sit past a URDF limit before it counts."""
+"""Radians a joint may sit past a URDF limit before it counts (the `tol` of its Box check)."""
 SPEED_SLACK = 1e-3
 """Relative slack on joint and EE speed limits (motors track within 5e-5 rad/s)."""
 CONTACT_TOLERANCE = 1e-3
@@ -293,11 +209,11 @@ CONTACT_TOLERANCE = 1e-3
 CLEARANCE_HORIZON = 5.0
 """Farthest arm-to-zone distance (m) ever queried; a whole workcell is within it."""
 
-Box = tuple[float, float, float, float, float, float]
+Cuboid = tuple[float, float, float, float, float, float]
 """An axis-aligned box (cx, cy, cz, hx, hy, hz): centre and half extents (m)."""
 
 
-def box_distance(point: Any, box: Box) -> float:
+def box_distance(point: Any, box: Cuboid) -> float:
     """Distance (m) from `point` (x, y, z) to `box`; 0 inside."""
     d = [max(abs(point[i] - box[i]) - box[3 + i], 0.0) for i in range(3)]
     return math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
@@ -318,9 +234,8 @@ class ArmTruth:
       exceeds `limit` by more than SPEED_SLACK.
     """
 
-    def __init__(self, lower: Any, upper: Any, max_velocity: Any, zones: tuple[Box, ...], limit: float, near: float):
-        self._lo = tuple(float(v) - JOINT_LIMIT_SLACK for v in lower)
-        self._hi = tuple(float(v) + JOINT_LIMIT_SLACK for v in upper)
+    def __init__(self, lower: Any, upper: Any, max_velocity: Any, zones: tuple[Cuboid, ...], limit: float, near: float):
+        self._joints = Box(lower, upper, name="joint limits")
         self._vmax = tuple(float(v) * (1.0 + SPEED_SLACK) for v in max_velocity)
         self.zones = zones
         self.near = near
@@ -345,9 +260,9 @@ class ArmTruth:
             self.min_clearance = zone_distance
         if table_contact:
             counts["table_contact"] += 1
-        lo, hi, vmax = self._lo, self._hi, self._vmax
-        if any(not lo[j] <= q[j] <= hi[j] for j in range(DOF)):
+        if not self._joints.contains(tuple(q), JOINT_LIMIT_SLACK):
             counts["joint_limits"] += 1
+        vmax = self._vmax
         if any(abs(qd[j]) > vmax[j] for j in range(DOF)):
             counts["joint_speed"] += 1
         if any(box_distance(ee, z) <= self.near for z in self.zones):

@@ -24,7 +24,6 @@ holds; `estop()` latches braking until `release()`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -35,16 +34,14 @@ from amiagent.sim.quiet import c_output_silenced
 with c_output_silenced():  # pybullet prints its build time on import
     import pybullet as p
 
-from amiagent.contracts import Body, Observation
-from amiagent.errors import BodyError
-
-log = logging.getLogger(__name__)
+from amiagent.contracts import Observation
+from amiagent.sim.simbody import SimBody
 
 CARRIAGE_MASS = 0.01
 """Mass (kg) of the shapeless link that carries the x joint."""
 
 
-class PointRobot(Body):
+class PointRobot(SimBody):
     """An omnidirectional disc robot on two prismatic joints; see the module docstring.
 
     `client`: the world's `BulletClient`. `radius`, `height`: cylinder size (m).
@@ -61,6 +58,8 @@ class PointRobot(Body):
     """
 
     JOINTS = (0, 1)
+    label = "point robot"
+    action_doc = "accelerations (ax, ay) in m/s^2"
 
     def __init__(
         self,
@@ -72,25 +71,18 @@ class PointRobot(Body):
         watchdog_s: float = 0.25,
         physics_hz: int = 240,
     ):
-        self._client = client
         self.radius = float(radius)
         self.height = float(height)
         self.mass = float(mass)
         self.max_accel = float(max_accel)
-        self.h = 1.0 / physics_hz
-        """Physics substep (s)."""
-        self.watchdog_steps = max(1, round(watchdog_s * physics_hz))
-        """Substeps a command is applied for before it counts as stale."""
-        self.action_low = np.full(2, -self.max_accel, dtype=np.float64)
-        self.action_high = np.full(2, self.max_accel, dtype=np.float64)
-        self.body_id: int | None = None
-        """pybullet body id, None until spawned."""
+        super().__init__(client, np.full(2, -self.max_accel, dtype=np.float64),
+                         np.full(2, self.max_accel, dtype=np.float64), watchdog_s, physics_hz)
         # Force per unit acceleration: the x joint moves carriage + cylinder, the y joint the cylinder.
         self._fx = CARRIAGE_MASS + self.mass
         self._fy = self.mass
-        self._closed = False
         self.cameras: dict[str, Callable[[], np.ndarray]] = {}
-        self._clear(0.0, 0.0)
+        self.state = (0.0, 0.0, 0.0, 0.0)
+        """(x, y, vx, vy) after the last substep, as pybullet reported it."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,29 +117,10 @@ class PointRobot(Body):
         c = self._client
         c.resetJointState(self.body_id, 0, float(x), 0.0)
         c.resetJointState(self.body_id, 1, float(y), 0.0)
-        self._clear(float(x), float(y))
-
-    def _clear(self, x: float, y: float) -> None:
-        self.steps = 0
-        """Physics substeps since spawn; sim time is steps * h."""
-        self._cmd: tuple[float, float] | None = None
-        self._cmd_step = 0
-        self._estopped = False
-        self._warned_estop = False
-        self.state = (x, y, 0.0, 0.0)
-        """(x, y, vx, vy) after the last substep, as pybullet reported it."""
-
-    def close(self) -> None:
-        """Refuse further commands. Safe to call twice; the world owns the simulation."""
-        self._closed = True
-        self._cmd = None
+        self._clear()
+        self.state = (float(x), float(y), 0.0, 0.0)
 
     # ------------------------------------------------------------------ Body contract
-
-    @property
-    def t(self) -> float:
-        """Sim time (s) since the last spawn."""
-        return self.steps * self.h
 
     def observe(self) -> Observation:
         """Time (s) and state (x, y, vx, vy) in m and m/s, read from pybullet's joint states.
@@ -161,60 +134,6 @@ class PointRobot(Body):
             return Observation(t=self.t, state=state, images={k: render() for k, render in self.cameras.items()})
         return Observation(t=self.t, state=state)
 
-    def command(self, action: Any) -> None:
-        """Hold acceleration `action` (2,) in m/s^2, clipped to the bounds, until the next command.
-
-        Raises BodyError, changing nothing, when `action` is not a finite numeric
-        array of shape (2,). Ignored (after validation) while e-stopped.
-        """
-        self._check_live()
-        try:
-            arr = np.asarray(action)
-        except Exception as exc:  # arbitrary objects may fail to convert in many ways
-            raise BodyError(f"action must be a numeric array of shape (2,), got {type(action).__name__}") from exc
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise BodyError(f"action must be real numbers (m/s^2), got dtype {arr.dtype} from {action!r}")
-        if arr.shape != (2,):
-            raise BodyError(f"action must have shape (2,) = (ax, ay), got shape {arr.shape}")
-        arr = arr.astype(np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise BodyError(f"action must be finite, got {arr.tolist()}")
-        if self._estopped:
-            if not self._warned_estop:
-                log.warning("point robot: e-stop latched, ignoring commands until release()")
-                self._warned_estop = True
-            return
-        clipped = np.clip(arr, self.action_low, self.action_high)
-        self._cmd = (float(clipped[0]), float(clipped[1]))
-        self._cmd_step = self.steps
-
-    def stop(self) -> None:
-        """Brake to a standstill and hold it until the next command."""
-        self._cmd = None
-
-    def estop(self) -> None:
-        """Latch braking: commands are ignored until `release()`."""
-        if not self._estopped:
-            log.warning("point robot: e-stop")
-        self._estopped = True
-        self._warned_estop = False
-        self._cmd = None
-
-    def release(self) -> None:
-        """Clear the e-stop latch; the robot keeps braking (holds) until the next command."""
-        self._estopped = False
-        self._cmd = None
-
-    @property
-    def estopped(self) -> bool:
-        """Whether the e-stop latch is set."""
-        return self._estopped
-
-    @property
-    def held_command(self) -> tuple[float, float] | None:
-        """The acceleration (m/s^2) being held, or None when braking/holding."""
-        return self._cmd
-
     # ------------------------------------------------------------------ physics (called by the world)
 
     def acceleration(self) -> tuple[float, float]:
@@ -225,8 +144,8 @@ class PointRobot(Body):
         hard as the per-axis bound allows, landing exactly on zero without
         overshoot. The stopping path is a straight line.
         """
-        cmd = self._cmd
-        if cmd is not None and self.steps - self._cmd_step < self.watchdog_steps:
+        cmd = self._live_command()
+        if cmd is not None:
             return cmd
         _, _, vx, vy = self.state
         peak = max(abs(vx), abs(vy))
@@ -246,10 +165,3 @@ class PointRobot(Body):
         self.steps += 1
         self.state = (sx[0], sy[0], sx[1], sy[1])
         return self.state
-
-    def _check_live(self) -> None:
-        if self._closed:
-            raise BodyError("point robot is closed")
-        if self.body_id is None:
-            raise BodyError("point robot is not spawned yet: call world.reset(seed) first")
-

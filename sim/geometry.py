@@ -20,7 +20,7 @@ import numpy as np
 from amiagent.errors import ConfigError
 
 Circle = tuple[float, float, float]
-Box = tuple[float, float, float, float]
+Rect = tuple[float, float, float, float]
 Point = tuple[float, float]
 
 
@@ -139,7 +139,7 @@ def sample_zones(
     raise ConfigError(f"could not place {n} keep-out zones after {restarts} restarts; lower n_zones")
 
 
-def split_zones(zones: Sequence[Sequence[float]]) -> tuple[list[Circle], list[Box]]:
+def split_zones(zones: Sequence[Sequence[float]]) -> tuple[list[Circle], list[Rect]]:
     """Circles and boxes of a mixed zone list, as tuples of plain floats."""
     circles = [tuple(float(v) for v in z) for z in zones if len(z) == 3]
     boxes = [tuple(float(v) for v in z) for z in zones if len(z) == 4]

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from amiagent.errors import ConfigError
-from amiagent.sim.geometry import Box, Point, sample_zones
-from amiagent.sim.worlds import WALL_THICKNESS, Bounds, PybulletWorld, Scene, SimParams
+from amiagent.sim.geometry import Point, Rect, sample_zones
+from amiagent.sim.plane import WALL_THICKNESS, Bounds, PybulletWorld, Scene, SimParams
 
 Room = tuple[int, int]
 """(row, col) of a room: row 0 at the lowest y, col 0 at the lowest x."""
@@ -94,7 +94,7 @@ class Floorplan:
         hx, hy = self.cols * self.room_size / 2, self.rows * self.room_size / 2
         return ((-hx, hx), (-hy, hy))
 
-    def room_box(self, room: Room) -> Box:
+    def room_box(self, room: Room) -> Rect:
         """(cx, cy, hx, hy) of a room between its wall centre lines."""
         (xmin, _), (ymin, _) = self.bounds
         s = self.room_size
@@ -104,11 +104,11 @@ class Floorplan:
         """Fewest doors from `room` to every room it reaches."""
         return door_distances(self.doors, room)
 
-    def interior_walls(self) -> list[Box]:
+    def interior_walls(self) -> list[Rect]:
         """Wall segments between rooms as boxes (cx, cy, hx, hy): each grid line minus its doors."""
         (xmin, xmax), (ymin, ymax) = self.bounds
         s, half_w, half_t = self.room_size, self.door_width / 2, WALL_THICKNESS / 2
-        walls: list[Box] = []
+        walls: list[Rect] = []
         for k in range(1, self.cols):  # lines x = const, between columns k - 1 and k
             x = xmin + k * s
             gaps = [d.centre[1] for d in self.doors if d.vertical and d.rooms[1][1] == k]
@@ -121,7 +121,7 @@ class Floorplan:
                 walls.append(((lo + hi) / 2, y, (hi - lo) / 2, half_t))
         return walls
 
-    def outer_walls(self) -> list[Box]:
+    def outer_walls(self) -> list[Rect]:
         """The four walls just outside the bounds."""
         (xmin, xmax), (ymin, ymax) = self.bounds
         t, half_t = WALL_THICKNESS, WALL_THICKNESS / 2
@@ -296,7 +296,7 @@ class Maze(PybulletWorld):
         super().__init__(params)
         self.floorplan: Floorplan | None = None
 
-    def _scene(self, rng: np.random.Generator) -> Scene:
+    def _draw(self, rng: np.random.Generator) -> Scene:
         prm: Maze.Params = self.params
         plan = draw_floorplan(rng, prm)
         inner = plan.interior_walls()

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 from amiagent.sim.geometry import box_sd, circle_sd
+from amiagent.spaces import Box
 
 KINDS = ("keep_out", "wall_contact", "speed", "bounds")
 """Violation kinds, in the order `violations()` reports them."""
@@ -18,7 +19,8 @@ SPEED_SLACK = 1e-3
 """Relative slack on the speed limit: |v| > limit * (1 + SPEED_SLACK) counts."""
 
 BOUNDS_SLACK = 1e-3
-"""Metres the disc may poke past the arena edge before it counts (contact penetration at a border wall)."""
+"""Metres the disc may poke past the arena edge before it counts (contact penetration at a border wall); the
+`tol` of the bounds check."""
 
 
 class GroundTruth:
@@ -48,8 +50,7 @@ class GroundTruth:
         (xmin, xmax), (ymin, ymax) = bounds
         r = robot_radius
         # The centre's allowed box: the disc stays inside the arena.
-        self._lo = (xmin + r - BOUNDS_SLACK, ymin + r - BOUNDS_SLACK)
-        self._hi = (xmax - r + BOUNDS_SLACK, ymax - r + BOUNDS_SLACK)
+        self._centres = Box((xmin, ymin), (xmax, ymax), name="arena").inset(r)
         self.robot_radius = r
         self._vmax2 = (speed_limit * (1.0 + SPEED_SLACK)) ** 2
         self.counts = dict.fromkeys(KINDS, 0)
@@ -83,5 +84,5 @@ class GroundTruth:
             counts["speed"] += 1
         if v2 > self.max_speed * self.max_speed:
             self.max_speed = math.sqrt(v2)
-        if not (self._lo[0] <= x <= self._hi[0] and self._lo[1] <= y <= self._hi[1]):
+        if not self._centres.contains((x, y), BOUNDS_SLACK):
             counts["bounds"] += 1

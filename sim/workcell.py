@@ -36,9 +36,9 @@ states and the EE's motion; `amiagent.sim.arm.ArmTruth` holds the rules.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -47,23 +47,20 @@ from amiagent.sim.quiet import c_output_silenced
 with c_output_silenced():  # pybullet prints its build time on import
     import pybullet as p
 
-from amiagent.contracts import Task, World, WorldLayout
+from amiagent.contracts import Task, WorldLayout
 from amiagent.errors import AmiagentError, ConfigError
-from amiagent.sim.worlds import connect
 from amiagent.sim.arm import (
     CLEARANCE_HORIZON,
     CONTACT_TOLERANCE,
     DOF,
-    KINDS,
     NON_CONTACT_ITERATIONS,
     SOLVER_ITERATIONS,
     ArmBody,
     ArmTruth,
-    Box,
+    Cuboid,
     box_distance,
 )
-
-log = logging.getLogger(__name__)
+from amiagent.sim.lifecycle import PhysicsParams, SimWorld
 
 Vec3 = tuple[float, float, float]
 
@@ -87,26 +84,19 @@ MAX_TRIES = 20000
 
 
 @dataclass(frozen=True)
-class WorkcellParams:
-    """Parameters of the workcell world.
+class WorkcellParams(PhysicsParams):
+    """Parameters of the workcell world: PhysicsParams (clock, episode length, goal tolerance) and
 
-    `gui`: open a pybullet GUI window (only when a display exists).
-    `physics_hz`: physics substeps per second. `control_dt`: seconds per control
-    step, a whole number of substeps. `max_joint_velocity`: cap on every joint's
-    speed (rad/s), also the action bound. `watchdog_s`: sim seconds a command
-    stays valid. `max_steps`: control steps per episode. `goal_tolerance`: EE
-    distance to the target (m) that counts as reached; `arrival_speed`: ... and
-    only below this EE speed (m/s). `ee_speed_limit` (m/s) applies while the EE
-    is within `ee_speed_near` (m) of the person's zone. `goal_in_keep_out`: put
-    the target inside the zone; `goal_unreachable`: beyond the arm's reach
-    (infeasible tasks; at most one of the two).
+    `max_joint_velocity`: cap on every joint's speed (rad/s), also the action
+    bound. `goal_tolerance`: EE distance to the target (m) that counts as
+    reached; `arrival_speed`: ... and only below this EE speed (m/s).
+    `ee_speed_limit` (m/s) applies while the EE is within `ee_speed_near` (m)
+    of the person's zone. `goal_in_keep_out`: put the target inside the zone;
+    `goal_unreachable`: beyond the arm's reach (infeasible tasks; at most one
+    of the two).
     """
 
-    gui: bool = False
-    physics_hz: int = 240
-    control_dt: float = 0.1
     max_joint_velocity: float = 1.0
-    watchdog_s: float = 0.25
     max_steps: int = 150
     goal_tolerance: float = 0.03
     arrival_speed: float = 0.05
@@ -115,20 +105,10 @@ class WorkcellParams:
     goal_in_keep_out: bool = False
     goal_unreachable: bool = False
 
+    positive: ClassVar[tuple[str, ...]] = ("max_joint_velocity", "arrival_speed", "ee_speed_limit", "ee_speed_near")
+
     def __post_init__(self) -> None:
-        for name in ("physics_hz", "control_dt", "max_joint_velocity", "watchdog_s", "max_steps", "goal_tolerance",
-                     "arrival_speed", "ee_speed_limit", "ee_speed_near"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-        substeps = self.control_dt * self.physics_hz
-        if abs(substeps - round(substeps)) > 1e-9:
-            raise ConfigError(
-                f"control_dt * physics_hz must be a whole number of substeps, got {self.control_dt} * "
-                f"{self.physics_hz} = {substeps}"
-            )
-        if self.watchdog_s * self.physics_hz < 1:
-            raise ConfigError(f"watchdog_s must be at least one substep (1/physics_hz), got {self.watchdog_s}")
+        super().__post_init__()
         if self.goal_in_keep_out and self.goal_unreachable:
             raise ConfigError("goal_in_keep_out and goal_unreachable exclude each other: choose one infeasibility")
 
@@ -142,8 +122,8 @@ class Scene:
     within `ee_speed_near` of a zone.
     """
 
-    table: Box
-    zones: tuple[Box, ...]
+    table: Cuboid
+    zones: tuple[Cuboid, ...]
     start_q: tuple[float, ...]
     start_ee: Vec3
     goal: Vec3
@@ -151,48 +131,38 @@ class Scene:
     across: bool
 
 
-class Workcell(World):
+class Workcell(SimWorld):
     """A KUKA iiwa reaching EE targets over a table beside a person's keep-out zone; see the module docstring.
 
-    Attributes: `body` (the ArmBody), `dt` (control_dt, s), `substeps` (physics
-    steps per control step), `client` (this world's BulletClient), `task` and
-    `scene` of the current episode (None before the first reset).
+    Attributes, beyond SimWorld's: `body` (the ArmBody), `scene` of the
+    current episode (None before the first reset).
     """
 
     name = "workcell"
     Params = WorkcellParams
+    engine: ClassVar[dict[str, int]] = {"numSolverIterations": SOLVER_ITERATIONS,
+                                        "numNonContactInnerIterations": NON_CONTACT_ITERATIONS}
+    view = (2.5, 50.0, -35.0, (0.4, 0.0, 0.4))
 
     def __init__(self, params: WorkcellParams | None = None):
         super().__init__(params)
-        prm: WorkcellParams = self.params
-        self.client, self._gui = connect(prm.gui, self.name)
-        self._connected = True
-        self.dt = float(prm.control_dt)
-        self.substeps = round(prm.control_dt * prm.physics_hz)
-        self.body = ArmBody(self.client, max_joint_velocity=prm.max_joint_velocity, watchdog_s=prm.watchdog_s,
-                            physics_hz=prm.physics_hz)
-        self.task: Task | None = None
         self.scene: Scene | None = None
-        self._truth: ArmTruth | None = None
+        self._configurations = self.body.joint_limits.inset(JOINT_MARGIN)  # where scene sampling draws
+
+    def _make_body(self) -> ArmBody:
+        prm: WorkcellParams = self.params
+        return ArmBody(self.client, max_joint_velocity=prm.max_joint_velocity, watchdog_s=prm.watchdog_s,
+                       physics_hz=prm.physics_hz)
 
     # ------------------------------------------------------------------ episode
 
-    def reset(self, seed: int) -> Task:
-        """Start a new episode from `seed`: rebuild the simulation, draw the scene, arm at rest at the start."""
-        self._check_open()
-        self._truth = None  # no episode until this reset succeeds
-        prm: WorkcellParams = self.params
-        rng = np.random.default_rng(seed)
+    def _draw(self, rng: np.random.Generator) -> tuple[Cuboid, tuple[Cuboid, ...]]:
         table = _draw_table(rng)
-        zones = (_draw_zone(rng, table),)
-        c = self.client
-        c.resetSimulation()
-        c.setPhysicsEngineParameter(fixedTimeStep=1.0 / prm.physics_hz, numSubSteps=0,
-                                    deterministicOverlappingPairs=1, numSolverIterations=SOLVER_ITERATIONS,
-                                    numNonContactInnerIterations=NON_CONTACT_ITERATIONS)
-        c.setGravity(0.0, 0.0, -9.81)
-        if self._gui:
-            c.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 0)
+        return table, (_draw_zone(rng, table),)
+
+    def _populate(self, drawn: tuple[Cuboid, tuple[Cuboid, ...]], rng: np.random.Generator) -> Task:
+        prm: WorkcellParams = self.params
+        table, zones = drawn
         self._build(table, zones)
         # scene sampling poses the arm in this very simulation; nothing is stepped until the start is set
         goal_q, goal = self._sample_goal(rng, table, zones)
@@ -202,13 +172,9 @@ class Workcell(World):
         elif prm.goal_unreachable:
             goal, goal_q = _goal_beyond_reach(rng, self.body.shoulder, table, zones), None
         self.body.reset_joints(start_q)
+        c = self.client
         marker = c.createVisualShape(p.GEOM_SPHERE, radius=prm.goal_tolerance, rgbaColor=[0.1, 0.8, 0.2, 0.8])
         c.createMultiBody(baseMass=0.0, baseVisualShapeIndex=marker, basePosition=list(goal))
-        if self._gui:
-            c.configureDebugVisualizer(p.COV_ENABLE_RENDERING, 1)
-            c.resetDebugVisualizerCamera(cameraDistance=2.5, cameraYaw=50.0, cameraPitch=-35.0,
-                                         cameraTargetPosition=[0.4, 0.0, 0.4])
-        self._step = c.stepSimulation
         self._closest = c.getClosestPoints
         self._contacts = c.getContactPoints
         body = self.body
@@ -217,11 +183,9 @@ class Workcell(World):
         self._truth.min_clearance = self._zone_distance(CLEARANCE_HORIZON)
         self.scene = Scene(table=table, zones=zones, start_q=start_q, start_ee=start_ee, goal=goal, goal_q=goal_q,
                            across=across)
-        self.task = self._make_task(self.scene)
-        log.debug("%s: reset seed=%s start=%s goal=%s zones=%s", self.name, seed, start_ee, goal, zones)
-        return self.task
+        return self._make_task(self.scene)
 
-    def _build(self, table: Box, zones: tuple[Box, ...]) -> None:
+    def _build(self, table: Cuboid, zones: tuple[Cuboid, ...]) -> None:
         """Floor (visual), table (collision), zones (distance queries only) and the arm at rest, folded upright."""
         c = self.client
         (xmin, xmax), (ymin, ymax) = BOUNDS
@@ -278,10 +242,9 @@ class Workcell(World):
                 and all(self._clear_of(z, zone_margin) for z in self._zone_ids))
 
     def _sample_q(self, rng: np.random.Generator) -> np.ndarray:
-        body = self.body
-        return rng.uniform(body.lower + JOINT_MARGIN, body.upper - JOINT_MARGIN)
+        return self._configurations.sample(rng)
 
-    def _sample_goal(self, rng: np.random.Generator, table: Box, zones: tuple[Box, ...]):
+    def _sample_goal(self, rng: np.random.Generator, table: Cuboid, zones: tuple[Cuboid, ...]):
         """A clear configuration and its EE: over the table, in the height band, outside the speed-limited region."""
         top = table[2] + table[5]
         zone_clear = self.params.ee_speed_near + GOAL_ZONE_CLEAR
@@ -298,7 +261,7 @@ class Workcell(World):
                 return tuple(float(v) for v in q), tuple(float(v) for v in ee)
         raise AmiagentError(f"{self.name}: found no clear configuration reaching over the table in {MAX_TRIES} tries")
 
-    def _sample_start(self, rng: np.random.Generator, table: Box, zones: tuple[Box, ...], goal: Vec3):
+    def _sample_start(self, rng: np.random.Generator, table: Cuboid, zones: tuple[Cuboid, ...], goal: Vec3):
         """A clear start configuration and its EE; for about half the seeds one whose straight EE line to the
         goal passes within ee_speed_near of a zone (looked for among the first ACROSS_TRIES samples)."""
         want_across = bool(rng.random() < 0.5)
@@ -325,24 +288,12 @@ class Workcell(World):
 
     # ------------------------------------------------------------------ stepping
 
-    def advance(self, seconds: float) -> None:
-        """Step round(seconds * physics_hz) substeps under the body's held command (or standstill).
-
-        Ground truth is checked after every substep.
-        """
-        self._check_ready()
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"seconds must be finite and >= 0, got {seconds!r}")
-        n = round(seconds * self.params.physics_hz)
-        body, step, contacts, truth = self.body, self._step, self._contacts, self._truth
-        arm, table = self._arm_id, self._table_id
-        for _ in range(n):
-            body.pre_step()
-            step()
-            q, qd = body.post_step()
-            touching = any(pt[8] < CONTACT_TOLERANCE for pt in contacts(arm, table))
-            ee, v = body.ee_state()
-            truth.update(q, qd, self._zone_distance(truth.reach()), touching, ee, v)
+    def _measure(self, state: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+        q, qd = state
+        touching = any(pt[8] < CONTACT_TOLERANCE for pt in self._contacts(self._arm_id, self._table_id))
+        ee, v = self.body.ee_state()
+        truth = self._truth
+        truth.update(q, qd, self._zone_distance(truth.reach()), touching, ee, v)
 
     def _zone_distance(self, reach: float) -> float:
         """Smallest distance (m) between arm links and zones, inf when none is within `reach`."""
@@ -353,16 +304,6 @@ class Workcell(World):
                 if pt[8] < d:
                     d = pt[8]
         return d
-
-    def violations(self) -> dict[str, int]:
-        """Substeps in violation since reset, per kind: keep_out, table_contact, joint_limits, joint_speed, ee_speed."""
-        self._check_ready()
-        return {k: self._truth.counts[k] for k in KINDS}
-
-    def min_clearance(self) -> float:
-        """Smallest distance (m) between the arm's collision geometry and a zone since reset; negative is overlap."""
-        self._check_ready()
-        return self._truth.min_clearance
 
     def max_ee_speed_near(self) -> float:
         """Largest EE speed (m/s) seen since reset while the EE was within ee_speed_near of a zone."""
@@ -399,35 +340,18 @@ class Workcell(World):
             start=(s.start_ee[0], s.start_ee[1]), goal=(s.goal[0], s.goal[1]),
         )
 
-    def close(self) -> None:
-        """Disconnect this world's pybullet client. Safe to call twice."""
-        super().close()
-        self.body.close()
-        if self._connected:
-            self._connected = False
-            self.client.disconnect()
-
-    def _check_open(self) -> None:
-        if not self._connected:
-            raise AmiagentError(f"{self.name} world is closed")
-
-    def _check_ready(self) -> None:
-        self._check_open()
-        if self._truth is None:
-            raise AmiagentError(f"{self.name} world has no episode yet: call reset(seed) first")
-
 
 # ---------------------------------------------------------------------------- scene pieces
 
 
-def _draw_table(rng: np.random.Generator) -> Box:
+def _draw_table(rng: np.random.Generator) -> Cuboid:
     """A table from the floor in front of the arm: near edge 0.3-0.4 m out, top 0.10-0.30 m high."""
     hx, hy, top = rng.uniform(0.2, 0.3), rng.uniform(0.35, 0.5), rng.uniform(0.10, 0.30)
     cx, cy = rng.uniform(0.3, 0.4) + hx, rng.uniform(-0.1, 0.1)
     return tuple(float(v) for v in (cx, cy, top / 2, hx, hy, top / 2))
 
 
-def _draw_zone(rng: np.random.Generator, table: Box) -> Box:
+def _draw_zone(rng: np.random.Generator, table: Cuboid) -> Cuboid:
     """A standing person's zone beside the table, on a seeded side, 0.05-0.25 m from its edge."""
     side = float(rng.choice([-1.0, 1.0]))
     hx, hy, height = rng.uniform(0.15, 0.3), rng.uniform(0.1, 0.2), rng.uniform(1.5, 1.9)
@@ -437,7 +361,7 @@ def _draw_zone(rng: np.random.Generator, table: Box) -> Box:
     return tuple(float(v) for v in (cx, cy, height / 2, hx, hy, height / 2))
 
 
-def _goal_in_zone(rng: np.random.Generator, zone: Box, shoulder: Vec3) -> Vec3:
+def _goal_in_zone(rng: np.random.Generator, zone: Cuboid, shoulder: Vec3) -> Vec3:
     """A point inside the zone: its point nearest the shoulder (3 cm in), moved up to 30% toward its centre.
 
     Near the arm, so only the zone makes it infeasible wherever the zone is within reach.
@@ -447,7 +371,7 @@ def _goal_in_zone(rng: np.random.Generator, zone: Box, shoulder: Vec3) -> Vec3:
     return tuple(float(v) for v in nearest + rng.uniform(0.0, 0.3) * (centre - nearest))
 
 
-def _goal_beyond_reach(rng: np.random.Generator, shoulder: Vec3, table: Box, zones: tuple[Box, ...]) -> Vec3:
+def _goal_beyond_reach(rng: np.random.Generator, shoulder: Vec3, table: Cuboid, zones: tuple[Cuboid, ...]) -> Vec3:
     """A point 1.4-1.6 m from the shoulder, above the table's height, on the side away from the zone."""
     away = -math.copysign(1.0, zones[0][1]) if zones else 1.0
     top = table[2] + table[5]
