@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from amiagent import registry
-from amiagent.agent import Agent, LoopConfig, Modules
+from amiagent.agent import Agent, AgentOptions, LoopConfig, Modules
 from amiagent.config import check_keys, check_number
 from amiagent.contracts import World, WorldModel
 from amiagent.cost import IntrinsicCost
@@ -182,19 +182,23 @@ def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
     goal_from = agent_cfg.get("goal_from", "task")
     if goal_from not in GOAL_SOURCES:
         raise ConfigError(f"agent.goal_from must be one of {GOAL_SOURCES}, got {goal_from!r}")
-    agent = Agent(modules, loop, safety=safety)
-    agent.safety_on_measured = safety is not None and measured
-    agent.goal_from_observation = goal_from == "observation"
-    agent.safety_follows_planner = not (agent_cfg.get("safety") or {}).get("world_model")
-    agent.safety_margin = check_number("agent.safety.extra_margin",
-                                       (agent_cfg.get("safety") or {}).get("extra_margin", 0.0))
+    options = AgentOptions(
+        loop=loop,
+        safety_on_measured=safety is not None and measured,
+        goal_from_observation=goal_from == "observation",
+        safety_follows_planner=not (agent_cfg.get("safety") or {}).get("world_model"),
+        safety_margin=check_number("agent.safety.extra_margin",
+                                   (agent_cfg.get("safety") or {}).get("extra_margin", 0.0)),
+    )
+    try:
+        hierarchy = build_hierarchy(agent_cfg.get("hierarchy"))
+    except BaseException:
+        for m in modules.all() + ([safety.world_model, safety.cost] if safety is not None else []):
+            m.close()
+        raise
+    agent = Agent(modules, options, safety=safety, hierarchy=hierarchy)
     agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
     agent.specs = {name: dict(agent_cfg[name]) for name in modules.named()}
-    try:
-        agent.hierarchy = build_hierarchy(agent_cfg.get("hierarchy"))
-    except BaseException:
-        agent.close()
-        raise
     return agent
 
 

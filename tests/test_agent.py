@@ -86,7 +86,7 @@ def test_late_plan_is_never_sent(navigator_config, scheduled_planner):
         assert agent.counters.missed_deadlines == 9 and agent.counters.planner_errors == 0
         assert sum(agent.counters.sources.values()) == 12
         assert agent.modules.actor.calls == 5  # one late plan in flight at a time: none asked while it is
-        assert agent._last_plan[0] == 2
+        assert agent.scheduler.last_plan[0] == 2
         assert world.violations() == {k: 0 for k in world.violations()}
     finally:
         agent.close()
@@ -98,7 +98,7 @@ def test_previous_plan_steps_are_sent_in_order(navigator_config, scheduled_plann
     agent, world = _setup(navigator_config, actor)
     try:
         first = drive(agent, world, 1)[0]
-        plan_actions = agent._last_plan[1].actions
+        plan_actions = agent.scheduler.last_plan[1].actions
         later = drive(agent, world, 3)
         assert first.source == "plan"
         for k, c in enumerate(later, start=1):
@@ -120,7 +120,7 @@ def test_a_plan_that_lands_late_drives_the_body_with_its_remaining_steps(navigat
         cycles, plans = [], []
         for _ in range(10):
             cycles += drive(agent, world, 1)
-            plans.append(agent._last_plan)
+            plans.append(agent.scheduler.last_plan)
         # cycle 1 asks a plan that lands before cycle 3, which adopts it and asks the next (landing before
         # cycle 5), and so on: cycles 1-2 use cycle 0's plan, then each late plan serves two cycles
         assert [c.source for c in cycles] == ["plan"] + ["previous"] * 9
@@ -145,7 +145,7 @@ def test_a_late_plan_that_fails_after_its_cycle_is_dropped(navigator_config, sch
         cycles = drive(agent, world, 6)
         validity = agent.loop.plan_validity
         assert [c.source for c in cycles] == ["plan"] + ["previous"] * (validity - 1) + ["stop"]
-        assert agent._last_plan[0] == 0  # no failed plan was ever kept
+        assert agent.scheduler.last_plan[0] == 0  # no failed plan was ever kept
         assert agent.modules.actor.calls == 7  # each cycle after the first asked anew once the failure landed
         # a late failure is not the cycle's planner error: that cycle already fell back
         assert agent.counters.missed_deadlines == 5 and agent.counters.planner_errors == 0
@@ -200,8 +200,9 @@ def test_memory_records_every_cycle(navigator_config):
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("rate_hz", 0, "agent.loop.rate_hz must be a number > 0"),
-    ("rate_hz", "fast", "agent.loop.rate_hz must be a number > 0"),
+    ("rate_hz", 0, "agent.loop.rate_hz must be a finite number > 0"),
+        ("rate_hz", float("inf"), "agent.loop.rate_hz must be a finite number > 0"),
+    ("rate_hz", "fast", "agent.loop.rate_hz must be a finite number > 0"),
     ("deadline_s", 5.0, r"at most one control period \(0.1 s\)"),
     ("plan_validity", "abc", "plan_validity must be an integer >= 1"),
     ("rat_hz", 10, r"agent.loop: unknown key\(s\) \['rat_hz'\]"),
@@ -217,6 +218,7 @@ class _ExplodingFilter:
 
     horizon = 16
     cost = None
+    world_model = None  # no model of its own: the cycle brakes with the planner's
 
     def apply(self, settings):
         pass
@@ -230,7 +232,7 @@ def test_failing_safety_filter_brakes(navigator_config):
         agent.start(world.reset(0), world.body.observe())
         world.body.command(to_body_action((1.0, 0.5)))
         world.advance(0.5)
-        agent.safety = _ExplodingFilter()
+        agent.arbiter.safety = _ExplodingFilter()
         cycle = drive(agent, world, 1)[0]
         state = torch.tensor([cycle.state])
         expected = agent.modules.world_model.brake_action(state)[0]
@@ -255,9 +257,9 @@ def test_new_settings_drop_the_last_plan(navigator_config):
         task = world.reset(0)
         agent.start(task, world.body.observe())
         drive(agent, world, 2)
-        assert agent._last_plan is not None
+        assert agent.scheduler.last_plan is not None
         agent.apply(agent.modules.configurator.configure(task))
-        assert agent._last_plan is None and agent._pending is None
+        assert agent.scheduler.last_plan is None and agent.scheduler.pending is None
 
 
 def test_settings_goal_must_fit_the_state(navigator_config):
@@ -359,7 +361,7 @@ def test_safety_modules_follow_the_agent_lifecycle(navigator_config):
 def test_hung_planner_does_not_hang_the_agent(navigator_config, monkeypatch):
     """A plan that never finishes: the cycle falls back, apply() gives up after its grace and says the planner
     is hung, and close() returns with the plan still running, on the real planning thread."""
-    import amiagent.agent as agent_module
+    import amiagent.agent.scheduler as scheduler_module
     from amiagent.errors import AmiagentError
 
     inside, release = threading.Event(), threading.Event()
@@ -378,7 +380,7 @@ def test_hung_planner_does_not_hang_the_agent(navigator_config, monkeypatch):
     agent = world = None
     try:
         agent, world = _setup(navigator_config, "hung")  # its warm-up plan waited for with the usual grace
-        monkeypatch.setattr(agent_module, "PLANNER_GRACE_S", 0.3)  # the plan hangs for good: no need to wait 5 s
+        monkeypatch.setattr(scheduler_module, "PLANNER_GRACE_S", 0.3)  # the plan hangs for good: no need to wait 5 s
         cycle = drive(agent, world, 1)[0]
         assert cycle.missed_deadline and cycle.source == "stop"
         assert inside.wait(timeout=30)  # the plan is running (not merely queued, which apply could cancel)

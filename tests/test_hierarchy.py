@@ -267,3 +267,53 @@ def test_a_benchmark_episode_that_raises_is_a_named_failure_and_the_work_item_ca
     assert s["success_rate"] == 0.0 and s["failures"] == [0, 1]
     assert set(s["errors"]) == {0, 1} and "camera" in s["errors"][0]
     assert s["plan_ms_p50"] is None
+
+
+LEVEL_S = 2.0
+"""How long the slow level takes per plan: five times level 0's deadline below (0.4 s)."""
+
+
+def test_a_slow_upper_level_never_makes_level_zero_miss_its_deadline():
+    """The upper level plans on its own thread: in real time, level 0 plans toward the goal it has (the
+    task's, until the first subgoal lands) and meets every deadline; the subgoal arrives later, with the
+    level's planning time in the telemetry of the cycle it lands in. In lockstep the level is waited for."""
+    import time
+
+    from amiagent import registry
+
+    class SlowSearch(registry.load_class("actor", "search")):
+        def act(self, state):
+            time.sleep(LEVEL_S)
+            return super().act(state)
+
+    registry.register("actor", "slow_search", SlowSearch)
+    try:
+        cfg = _config("hierarchical", "two_rooms")["agent"]
+        cfg["hierarchy"]["waypoints"]["actor"]["name"] = "slow_search"
+        cfg["loop"] = {**cfg["loop"], "rate_hz": 2.0, "lockstep": False}  # deadline 0.4 s; a plan takes ~10 ms
+        task, obs = _task_and_obs()
+        agent = build_agent(cfg)
+        try:
+            agent.start(task, obs)
+            cycles = [agent.cycle(obs)]
+            assert not cycles[0].missed_deadline
+            assert cycles[0].goal[:2] == tuple(task.goal)  # no subgoal yet: level 0 heads for the task's goal
+            limit = time.monotonic() + 30 * LEVEL_S  # a bound for a loaded machine, not a figure
+            while not any(c.events for c in cycles) and time.monotonic() < limit:
+                time.sleep(0.05)
+                cycles.append(agent.cycle(obs))
+            landed = next(c for c in cycles if c.events)
+            assert "level 1 (waypoints) re-planned: first plan" in landed.events[0]
+            assert landed.level_ms >= LEVEL_S * 1e3  # the level's time shows, and level 0 did not wait for it
+            assert landed.goal[:2] != tuple(task.goal)
+            assert not any(c.missed_deadline for c in cycles) and {c.source for c in cycles} == {"plan"}
+            assert agent.counters.missed_deadlines == 0
+
+            agent.loop = dataclasses.replace(agent.loop, lockstep=True)
+            agent.start(task, obs)
+            first = agent.cycle(obs)
+            assert first.events and first.level_ms >= LEVEL_S * 1e3 and first.goal[:2] != tuple(task.goal)
+        finally:
+            agent.close()
+    finally:
+        registry.unregister("actor", "slow_search")

@@ -215,7 +215,7 @@ def test_the_pixel_agent_runs_under_ray_with_its_goal_image_encoded(ray_cluster,
                        f"agent.checkpoint={tiny_checkpoint}"])
     agent, world = RayAgent(cfg["agent"], {"placement": "pod"}), build_world(cfg["world"])
     try:
-        assert agent.goal_from_observation and agent.safety_on_measured
+        assert agent.options.goal_from_observation and agent.options.safety_on_measured
         episode = run_episode(agent, world, 1)
         goal = agent.task_settings.goal
         assert len(goal) == agent.modules.perception.state_dim  # [probe(z), z] of the goal image

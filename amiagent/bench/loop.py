@@ -108,7 +108,7 @@ class Monolithic:
         m, safety = self.agent.modules, self.agent.safety
         task = world.reset(seed)
         settings = m.configurator.configure(task)
-        for module in m.all() + self.agent._safety_modules:
+        for module in m.all() + self.agent.safety_modules:
             module.apply(settings)
             module.activate()
         safety.horizon = settings.horizon

@@ -206,15 +206,13 @@ class RayAgent(Agent):
         module_names = [m for m in MODULE_NAMES if agent_cfg.get(m)]
         root = runtime_cfg.get("state_dir")
         local = build_agent(agent_cfg)  # every config error surfaces here, before any actor starts
-        safety, local.safety, local._safety_modules = local.safety, None, []
-        # the upper planning levels stay in this process, next to the cycle that asks them for subgoals
-        hierarchy, local.hierarchy = local.hierarchy, None
-        # as build_agent read them
-        follows, margin = local.safety_follows_planner, local.safety_margin
-        measured, goal_seen = local.safety_on_measured, local.goal_from_observation
+        # the safety filter and the upper planning levels stay in this process, next to the cycle
+        safety, local.arbiter.safety, local.safety_modules = local.safety, None, []
+        hierarchy, local.levels = local.hierarchy, None
+        options = local.options  # as build_agent read them
         local.close()
         self.name = name or str(agent_cfg.get("name", "agent"))
-        loop = local.loop
+        loop = options.loop
         self._state_dir = tempfile.mkdtemp(prefix=f"amiagent-{self.name}-", dir=root)
         self._hosts = {g.name: HostHandle(g, {m: agent_cfg[m] for m in g.modules}) for g in self.groups}
         self._host_of = {m: h for h in self._hosts.values() for m in h.group.modules}
@@ -244,10 +242,7 @@ class RayAgent(Agent):
                 hierarchy.close()
             shutil.rmtree(self._state_dir, ignore_errors=True)
             raise
-        super().__init__(Modules(**proxies), loop, safety=safety)
-        self.hierarchy = hierarchy
-        self.safety_follows_planner, self.safety_margin = follows, margin
-        self.safety_on_measured, self.goal_from_observation = measured, goal_seen
+        super().__init__(Modules(**proxies), options, safety=safety, hierarchy=hierarchy)
         self.plugins = {m: describe(agent_cfg[m]) for m in module_names}
         self.specs = {m: dict(agent_cfg[m]) for m in module_names}
         self._supervisor = threading.Thread(target=self._supervise, name=f"amiagent-supervise-{self.name}",
@@ -290,11 +285,11 @@ class RayAgent(Agent):
     def loop(self) -> LoopConfig:
         """The cycle's timing, as `Agent.loop`. Setting it (e.g. lockstep for an evaluation) also sets how
         long the calls a cycle makes to the modules wait."""
-        return self._loop
+        return self.options.loop
 
     @loop.setter
     def loop(self, loop: LoopConfig) -> None:
-        self._loop = loop
+        Agent.loop.fset(self, loop)
         for proxy in self.modules.named().values():
             proxy.cycle_timeout = self._cycle_timeout(loop)
 
@@ -302,7 +297,7 @@ class RayAgent(Agent):
         """As `Agent.start`, after waiting (up to `supervision.start_timeout_s`) for modules being restarted."""
         deadline = time.monotonic() + self.supervision.start_timeout_s
         while True:
-            self._run_between_cycles()  # recoveries that are ready take effect here
+            self.run_between_cycles()  # recoveries that are ready take effect here
             if self.failure is not None:
                 raise AmiagentError(f"cannot start: {self.failure}")
             if not self.down:
@@ -364,7 +359,7 @@ class RayAgent(Agent):
             label = ray.get(host_.actor.prepare_swap.remote(name, spec), timeout=self.supervision.start_timeout_s)
         except ray.exceptions.RayError as exc:
             raise AmiagentError(remote_cause(exc)) from exc
-        checker, guardrails = self._safety_copies(name, spec)
+        checker, guardrails = self.swapper.safety_copies(name, spec)
         ticket = SwapTicket(label)
 
         def commit() -> None:
@@ -376,14 +371,9 @@ class RayAgent(Agent):
                         m.close()
                 raise AmiagentError(remote_cause(exc)) from exc
             host_.specs[name] = spec  # a restart builds what runs now
-            self.specs[name] = spec
-            if checker is not None:
-                self._replace_safety_module("world_model", checker)
-            if guardrails is not None:
-                self._replace_safety_module("cost", guardrails)
+            self.swapper.replace_safety_copies(checker, guardrails)
             self.refresh([name])
-            self.plugins[name] = label
-            self.note(f"swap {name}: {label}")
+            self.swapper.done(name, label, spec)
 
         self.between_cycles(ticket.run(commit))
         return ticket
