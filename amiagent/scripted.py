@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from amiagent.errors import AmiagentError, ConfigError
-from amiagent.sim.geometry import box_sd
+from amiagent.geometry import box_sd
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,8 @@
-"""Plane geometry for the sim worlds: signed distances and keep-out zone sampling.
+"""Plane geometry for the sim worlds: gaps between zones and keep-out zone sampling.
 
-All coordinates are world-frame metres in the ground plane (x, y). Zones are
-plain tuples so they cross the wire as they are:
-
-    circle  (x, y, r)        centre and radius
-    box     (cx, cy, hx, hy) centre and half-sizes, axis-aligned
-
-No simulator is imported here: ground truth and zone placement are pure maths.
+Coordinates and zone tuples as in `amiagent.geometry`, whose signed distances
+(`circle_sd`, `box_sd`, `zone_sd`) are used from here. No simulator is
+imported here: ground truth and zone placement are pure maths.
 """
 
 from __future__ import annotations
@@ -18,29 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from amiagent.errors import ConfigError
+from amiagent.geometry import box_sd, circle_sd, zone_sd
+
+# the core's signed distances are part of the sim's geometry too (ground truth and tests use them from here)
+__all__ = [
+    "Circle", "Point", "Rect", "ZoneRules", "allowed", "box_sd", "circle_sd", "random_zone", "sample_zones",
+    "segment_distance", "split_zones", "zone_extent", "zone_gap", "zone_sd",
+]
 
 Circle = tuple[float, float, float]
 Rect = tuple[float, float, float, float]
 Point = tuple[float, float]
-
-
-def circle_sd(x: float, y: float, c: Sequence[float]) -> float:
-    """Signed distance (m) from point (x, y) to circle `c`; negative inside."""
-    return math.hypot(x - c[0], y - c[1]) - c[2]
-
-
-def box_sd(x: float, y: float, b: Sequence[float]) -> float:
-    """Signed distance (m) from point (x, y) to axis-aligned box `b`; negative inside."""
-    dx = abs(x - b[0]) - b[2]
-    dy = abs(y - b[1]) - b[3]
-    if dx <= 0.0 and dy <= 0.0:
-        return max(dx, dy)
-    return math.hypot(max(dx, 0.0), max(dy, 0.0))
-
-
-def zone_sd(x: float, y: float, zone: Sequence[float]) -> float:
-    """Signed distance from (x, y) to a circle (3 values) or a box (4 values)."""
-    return circle_sd(x, y, zone) if len(zone) == 3 else box_sd(x, y, zone)
 
 
 def zone_gap(a: Sequence[float], b: Sequence[float]) -> float:
