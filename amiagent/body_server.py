@@ -1,6 +1,7 @@
 """A Body served over the bus (`BodyServer`), and the agent's side of it (`RemoteBody`).
 
-Requests the server answers:
+Requests the server answers (declared once, in `amiagent.contracts.declared.BODY`;
+server dispatch and `RemoteBody` are derived from it):
 
     describe        -> body_info {action_low (A,), action_high (A,)}
     observe         -> observation (see messages.observation_to_fields)
@@ -23,21 +24,20 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import zmq
 
-from amiagent.bus import Client, Server, Subscriber
+from amiagent.bus import Server, Subscriber
+from amiagent.bus.rpc import Proxy, dispatcher
 from amiagent.contracts import Body, Observation
+from amiagent.contracts.declared import BODY
 from amiagent.errors import BodyError, MessageError
-from amiagent.messages import Message, observation_from_message, observation_to_fields
 
 logger = logging.getLogger(__name__)
 
-SERVED = ("describe", "observe", "command", "stop", "estop", "release")
-"""Request kinds a BodyServer answers."""
+SERVED = tuple(BODY.by_kind)
+"""Request kinds a BodyServer answers (declared in amiagent.contracts.declared.BODY)."""
 
 
 class EStop(BodyError):
@@ -69,7 +69,8 @@ class BodyServer:
         self._lock = threading.Lock()  # one body call at a time
         self._estop = threading.Event()
         self._estop_reason = ""
-        self._server = Server(endpoint, self._handle, workers=workers, context=context, name="body-server")
+        self._server = Server(endpoint, dispatcher(BODY, lambda: self), workers=workers, context=context,
+                              name="body-server")
         self._estop_endpoint = estop_endpoint
         self._estop_topic = estop_topic
         self._ctx = context
@@ -123,37 +124,32 @@ class BodyServer:
             logger.warning("e-stop released (was: %s)", self._estop_reason)
         self._estop.clear()
 
-    def _handle(self, msg: Message) -> tuple[str, Mapping[str, Any]]:
-        kind = msg.kind
-        if kind == "command":
-            action = msg["action"]
-            if action.shape != self._low.shape:
-                raise MessageError(
-                    f"message 'command', field 'action': expected shape {self._low.shape} for this body, "
-                    f"got {action.shape}"
-                )
-            self._refuse_if_estopped()
-            with self._lock:
-                self._refuse_if_estopped()  # an e-stop may have arrived while we waited
-                self.body.command(np.array(action, dtype=np.float64))  # decoded arrays are read-only
-            return "ok", {}
-        if kind == "observe":
-            with self._lock:
-                obs = self.body.observe()
-            return "observation", observation_to_fields(obs)
-        if kind == "describe":
-            return "body_info", {"action_low": self._low, "action_high": self._high}
-        if kind == "stop":
-            with self._lock:
-                self.body.stop()
-            return "ok", {}
-        if kind == "estop":
-            self.estop(msg["reason"])
-            return "ok", {}
-        if kind == "release":
-            self.release()
-            return "ok", {}
-        raise MessageError(f"field 'k': a body server serves {list(SERVED)}, got {kind!r}")
+    @property
+    def action_low(self) -> np.ndarray:
+        """The served body's lower action bound (A,), float64."""
+        return self._low
+
+    @property
+    def action_high(self) -> np.ndarray:
+        """The served body's upper action bound (A,), float64."""
+        return self._high
+
+    def observe(self) -> Observation:
+        """The body's observation."""
+        with self._lock:
+            return self.body.observe()
+
+    def command(self, action: np.ndarray) -> None:
+        """Hand `action` to the body, unless e-stopped (EStop)."""
+        self._refuse_if_estopped()
+        with self._lock:
+            self._refuse_if_estopped()  # an e-stop may have arrived while we waited
+            self.body.command(np.array(action, dtype=np.float64))  # the body gets its own copy
+
+    def stop(self) -> None:
+        """Brake the body to a standstill."""
+        with self._lock:
+            self.body.stop()
 
     def _refuse_if_estopped(self) -> None:
         if self._estop.is_set():
@@ -178,50 +174,24 @@ class BodyServer:
             sub.close()
 
 
-class RemoteBody(Body):
+class RemoteBody(Proxy, Body, contract=BODY):
     """A Body whose calls are requests to a BodyServer at `endpoint`.
 
     `action_low` / `action_high` ((A,) float64) are fetched from the server
     at construction. Calls raise BusTimeout after `timeout` s, RemoteError for
     a refusal (its `.kind` is e.g. "EStop", "MessageError", "BodyError"), and
     MessageError for an action that is non-finite or misshaped, which is never
-    sent. Thread-safe (see amiagent.bus.Client).
+    sent. `observe`, `stop`, `estop(reason)` and `release` are derived from the
+    body protocol's declaration. Thread-safe (see amiagent.bus.Client).
     """
 
     def __init__(self, endpoint: str, *, timeout: float = 1.0, context: zmq.Context | None = None):
-        self._client = Client(endpoint, timeout=timeout, context=context)
-        try:
-            info = self._client.request("describe", expect="body_info")
-        except BaseException:
-            self._client.close()
-            raise
-        self.action_low = np.array(info["action_low"], dtype=np.float64)
-        self.action_high = np.array(info["action_high"], dtype=np.float64)
+        super().__init__(endpoint, timeout=timeout, context=context)
         self._seq = itertools.count()
-
-    def observe(self) -> Observation:
-        """The body's observation; its arrays are read-only."""
-        return observation_from_message(self._client.request("observe", expect="observation"))
 
     def command(self, action: np.ndarray) -> None:
         """Send `action` (A,) to hold until the next command."""
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_low.shape:
             raise MessageError(f"command: action must have shape {self.action_low.shape}, got {action.shape}")
-        self._client.request("command", {"action": action, "seq": next(self._seq)}, expect="ok")
-
-    def stop(self) -> None:
-        """Brake to a standstill and hold."""
-        self._client.request("stop", expect="ok")
-
-    def estop(self, reason: str) -> None:
-        """Emergency-stop the body: commands are refused until `release()`."""
-        self._client.request("estop", {"reason": reason}, expect="ok")
-
-    def release(self) -> None:
-        """Lift an emergency stop."""
-        self._client.request("release", expect="ok")
-
-    def close(self) -> None:
-        """Close the connection (the served body stays up). Safe to call twice."""
-        self._client.close()
+        self._invoke(BODY.method("command"), action, seq=next(self._seq))

@@ -5,7 +5,8 @@ registers it under the agent's name: one JSON file per running agent in the
 runtime directory (`$AMIAGENT_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/amiagent`,
 else `<tmp>/amiagent-<uid>`); the file is removed when the run ends.
 
-Requests (validated like every bus message):
+Requests (declared once, in `amiagent.contracts.declared.CONTROL`, from which the
+server's dispatch and `RemoteControl` derive; validated like every bus message):
 
     swap {module, spec}   -> ok {module, plugin, applied}   hot-swap one module's plugin
     agent_status          -> ok {agent, pid, runtime, modules: {module: plugin}, down, cycles, placement?}
@@ -21,15 +22,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from amiagent.bus import Client, Server
+from amiagent.bus import Server
+from amiagent.bus.rpc import Proxy, dispatcher
+from amiagent.contracts import Control
+from amiagent.contracts.declared import CONTROL
 from amiagent.errors import AmiagentError, BusError, ConfigError
-from amiagent.messages import Data, Message, Schema, Str, register_schema
-
-for _schema in (
-    Schema("swap", {"module": Str(max_len=64), "spec": Data()}, "Hot-swap one module's plugin: spec {name, params}."),
-    Schema("agent_status", {}, "Ask a running agent what it runs."),
-):
-    register_schema(_schema, replace=True)
+from amiagent.messages import Message
 
 SWAP_WAIT_S = 10.0
 """How long a swap request waits for the cycle boundary at which the new module takes over."""
@@ -70,7 +68,7 @@ def running_agents() -> dict[str, dict[str, Any]]:
     return found
 
 
-class ControlServer:
+class ControlServer(Control):
     """Serves the control requests of one running agent and registers it by name.
 
     `swap(module, spec) -> (label, ticket)` queues a swap (the ticket is set
@@ -85,7 +83,8 @@ class ControlServer:
         if agent in running_agents():
             raise ConfigError(f"an agent named {agent!r} is already running (see `amiagent agents`); "
                               "give this one another name (agent.name=...)")
-        self.agent, self._swap, self._status = agent, swap, status
+        self.agent, self._queue_swap, self._describe = agent, swap, status
+        self._answer = dispatcher(CONTROL, lambda: self)
         self._server = Server(endpoint, self._handle, workers=1, name="control").start()
         self.endpoint = self._server.endpoint
         folder = runtime_dir()
@@ -100,19 +99,19 @@ class ControlServer:
         except AmiagentError as exc:  # the caller's mistake: an error reply, not a logged traceback
             return "error", {"kind": type(exc).__name__, "message": str(exc)}
 
-    def _answer(self, msg: Message) -> tuple[str, Mapping[str, Any]]:
-        if msg.kind == "agent_status":
-            return "ok", {"payload": self._status()}
-        if msg.kind == "swap":
-            spec = msg["spec"]
-            if not isinstance(spec, Mapping):
-                raise ConfigError("swap: spec must be a mapping {name, params}")
-            label, done = self._swap(msg["module"], dict(spec))
-            applied = done.wait(SWAP_WAIT_S)
-            if getattr(done, "error", None):
-                raise AmiagentError(f"the swap failed at the cycle boundary: {done.error}")
-            return "ok", {"payload": {"module": msg["module"], "plugin": label, "applied": applied}}
-        raise ConfigError(f"the control endpoint does not answer {msg.kind!r}")
+    def status(self) -> dict[str, Any]:
+        """What the agent runs."""
+        return self._describe()
+
+    def swap(self, module: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue the swap, and wait for the cycle boundary at which it takes over (up to SWAP_WAIT_S)."""
+        if not isinstance(spec, Mapping):
+            raise ConfigError("swap: spec must be a mapping {name, params}")
+        label, done = self._queue_swap(module, dict(spec))
+        applied = done.wait(SWAP_WAIT_S)
+        if getattr(done, "error", None):
+            raise AmiagentError(f"the swap failed at the cycle boundary: {done.error}")
+        return {"module": module, "plugin": label, "applied": applied}
 
     def close(self) -> None:
         """Stop serving and unregister. Safe twice."""
@@ -120,8 +119,16 @@ class ControlServer:
         self.path.unlink(missing_ok=True)
 
 
-def connect(agent: str | None, endpoint: str | None = None, timeout: float = 180.0) -> Client:
-    """A client to a running agent's control endpoint, by name (or only one running) or by endpoint."""
+class RemoteControl(Proxy, Control, contract=CONTROL):
+    """A running agent's control endpoint, as `Control`: `swap(module, spec)` and `status()`."""
+
+    def request(self, kind: str, fields: Mapping[str, Any] | None = None, timeout: float | None = None) -> Message:
+        """One raw request, for callers written before the declared methods (prefer `swap` and `status`)."""
+        return self._client.request(kind, fields, timeout=timeout)
+
+
+def connect(agent: str | None, endpoint: str | None = None, timeout: float = 180.0) -> RemoteControl:
+    """A proxy to a running agent's control endpoint, by name (or only one running) or by endpoint."""
     if endpoint is None:
         agents = running_agents()
         if not agents:
@@ -135,6 +142,6 @@ def connect(agent: str | None, endpoint: str | None = None, timeout: float = 180
             raise AmiagentError(f"no running agent named {agent!r}; running: {names}")
         endpoint = agents[agent]["endpoint"]
     try:
-        return Client(endpoint, timeout=timeout)
+        return RemoteControl(endpoint, timeout=timeout)
     except BusError as exc:
         raise AmiagentError(f"cannot reach the agent at {endpoint}: {exc}") from exc

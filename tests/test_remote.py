@@ -108,3 +108,32 @@ def test_lifecycle_calls_reach_the_served_module():
         remote.deactivate()
         assert not model.active and not remote.active
         remote.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("runtime", ["bus", "ray"])
+def test_goal_states_come_from_the_served_model(request, runtime):
+    """The arm model answers goal_states by inverse kinematics (the contract's default would just echo the goal):
+    remotely the caller gets the served model's states, and none for a goal out of reach."""
+    local = registry.create("world_model", "arm")
+    start = torch.zeros(1, local.state_dim)
+    start[0, 7:14] = torch.tensor([0.3, 0.5, -0.2, -1.0, 0.1, 0.6, 0.0])
+    reachable = torch.cat([local.rollout(start, torch.zeros(1, 1, 7))[0, 0, :3], torch.zeros(18)])
+    far = torch.tensor([2.0, 0.3, 0.4] + [0.0] * 18)
+    if runtime == "ray":
+        from amiagent.runtime.host import host
+
+        request.getfixturevalue("ray_cluster")
+        served = host("world_model", {"name": "arm"}, timeout=120.0)
+        remote = served.proxy(timeout=60.0)
+    else:
+        served = ModuleServer(registry.create("world_model", "arm"), "ipc://*").start()
+        remote = RemoteWorldModel(served.endpoint, timeout=60.0)
+    try:
+        found = remote.goal_states(reachable, 0.03)
+        assert found.shape[0] >= 1 and torch.equal(found, local.goal_states(reachable, 0.03))
+        assert not torch.equal(found, reachable.reshape(1, -1))
+        assert remote.goal_states(far, 0.03).shape == (0, 21)
+    finally:
+        remote.close()
+        served.close()

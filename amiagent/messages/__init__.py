@@ -34,7 +34,7 @@ from amiagent.messages.convert import (
     task_from_message,
     task_to_fields,
 )
-from amiagent.messages.envelope import Message, decode, encode
+from amiagent.messages.envelope import Message, check_value, decode, encode
 from amiagent.messages.schemas import Schema, kinds, register_schema, schema_for
 from amiagent.messages.specs import Array, Bool, Data, Int, ListOf, MapOf, Number, Record, Spec, Str
 from amiagent.messages.wire import (
@@ -51,8 +51,8 @@ from amiagent.messages.wire import (
 __all__ = [
     "DEFAULT_MAX_ELEMENTS", "MAX_CONTAINER_LEN", "MAX_FRAME_BYTES", "MAX_NDIM", "MAX_STR_LEN", "NDARRAY_EXT",
     "VERSION", "WIRE_DTYPES", "Array", "Bool", "Data", "Int", "ListOf", "MapOf", "Message", "Number", "Record",
-    "Schema", "Spec", "Str", "decode", "encode", "kinds", "observation_from_message", "observation_to_fields",
-    "register_schema", "schema_for", "settings_from_message", "settings_to_fields", "task_from_message",
-    "task_to_fields",
+    "Schema", "Spec", "Str", "check_value", "decode", "encode", "kinds", "observation_from_message",
+    "observation_to_fields", "register_schema", "schema_for", "settings_from_message", "settings_to_fields",
+    "task_from_message", "task_to_fields",
 ]
 

@@ -22,7 +22,7 @@ from amiagent.messages.wire import (
     _describe,
     _local,
 )
-from amiagent.messages.specs import _Invalid
+from amiagent.messages.specs import Spec, _Invalid
 from amiagent.messages.schemas import (
     Schema,
     schema_for,
@@ -67,6 +67,14 @@ def _validate(schema: Schema, fields: Mapping[str, Any], sending: bool) -> dict[
 
 
 _MISSING = object()
+
+
+def check_value(spec: Spec, value: Any, where: str) -> Any:
+    """`value` checked and normalised by `spec` (as a message field is); MessageError naming `where`."""
+    try:
+        return spec.check(value)
+    except _Invalid as e:
+        raise MessageError(f"{where}{e.path}: {e.reason}") from None
 
 
 def encode(kind: str, fields: Mapping[str, Any] | None = None) -> bytes:

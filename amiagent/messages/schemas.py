@@ -1,4 +1,11 @@
-"""Message schemas: each kind's fields, and the table of kinds amiagent speaks."""
+"""Message schemas: each kind's fields, and the table of kinds amiagent speaks.
+
+The kinds registered here are the values every part shares (observation, task,
+settings, telemetry, ok, error). The requests and replies of the contracts that
+cross processes (modules, the body protocol, the control endpoint) are
+registered by their one declaration, `amiagent.contracts.declared`, when
+`amiagent.contracts` is imported.
+"""
 
 from __future__ import annotations
 
@@ -78,19 +85,6 @@ for _schema in (
         "state": _STATE,
         "images": _IMAGES,
     }, "A body's Observation: t (s), state (S,), images name -> (h, w, 3) uint8."),
-    Schema("command", {
-        "action": Array(_FLOATS, (None,), finite=True, max_elements=4096),
-        "seq": Int(),
-    }, "Hold `action` (A,); `seq` numbers commands from one sender."),
-    Schema("stop", {}, "Brake to a standstill."),
-    Schema("estop", {"reason": Str()}, "Emergency stop: refuse commands until release."),
-    Schema("release", {}, "Lift an emergency stop."),
-    Schema("observe", {}, "Ask a body for an observation."),
-    Schema("describe", {}, "Ask a body for its body_info."),
-    Schema("body_info", {
-        "action_low": Array(_FLOATS, (None,), finite=True, max_elements=4096),
-        "action_high": Array(_FLOATS, (None,), finite=True, max_elements=4096),
-    }, "A body's action bounds, (A,) each."),
     Schema("telemetry", {
         "cycle": Int(min=0),
         "t": Number(),

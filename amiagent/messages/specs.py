@@ -272,13 +272,15 @@ class ListOf(Spec):
 
 @dataclass(frozen=True)
 class Data(Spec):
-    """Plain nested data: None, bool, finite numbers, strings, lists, str-keyed maps.
+    """Plain nested data: None, bool, numbers, strings, lists, str-keyed maps.
 
-    `arrays`: also allow wire arrays. `max_depth`: nesting bound.
+    `arrays`: also allow wire arrays. `max_depth`: nesting bound. `finite`:
+    refuse NaN and +-inf (a trained model's metrics, say, may hold NaN).
     """
 
     arrays: bool = False
     max_depth: int = 8
+    finite: bool = True
 
     def check(self, value: Any) -> Any:
         return self._walk(value, self.max_depth)
@@ -289,7 +291,7 @@ class Data(Spec):
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
         if _is_int(value) or isinstance(value, (float, np.floating)):
-            return _NUMBER.check(value)
+            return (_NUMBER if self.finite else _ANY_NUMBER).check(value)
         if isinstance(value, _WireArray) and self.arrays:  # received
             return value.to_array()
         if isinstance(value, np.ndarray) and self.arrays:  # to be sent
@@ -324,5 +326,6 @@ class Data(Spec):
 
 
 _NUMBER = Number()
+_ANY_NUMBER = Number(finite=False)
 _ISFINITE, _ALL = np.isfinite, np.logical_and.reduce  # skips ndarray.all's Python wrapper
 

@@ -282,14 +282,33 @@ def host(name: str, spec: Mapping[str, Any], *, num_cpus: float = 0.0, timeout: 
     `num_cpus` defaults to 0: modules mostly wait on the bus. `spec` must be
     plain containers (convert OmegaConf configs with `OmegaConf.to_container`).
     """
-    if name not in MODULE_NAMES:
-        raise ConfigError(f"{name!r} is not a module; modules are {list(MODULE_NAMES)}")
+    return host_all({name: spec}, num_cpus=num_cpus, timeout=timeout)[name]
+
+
+def host_all(specs: Mapping[str, Mapping[str, Any]], *, num_cpus: float = 0.0,
+             timeout: float = 60.0) -> dict[str, HostedModule]:
+    """`host` for several modules, each alone in its own Ray actor; the actors start side by side.
+
+    An actor (or mode1) hosted so plans through nothing until bound:
+    `ray.get(hosted["actor"].actor.bind.remote({"world_model": ..., "cost": ...}))`.
+    """
+    unknown = [name for name in specs if name not in MODULE_NAMES]
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r} is not a module; modules are {list(MODULE_NAMES)}")
     if not ray.is_initialized():
         raise ConfigError("ray.init() must be called (or a cluster joined) before hosting modules")
-    spec = dict(spec)
-    require_plain(spec, f"agent.{name}")
-    h = HostHandle(Group(name, (name,), num_cpus=num_cpus), {name: spec})
-    h.start(None, 1)
-    h.wait_ready(timeout)
-    return HostedModule(name, h.actor, h.info["endpoints"][name])
-
+    handles = {}
+    for name, spec in specs.items():
+        spec = dict(spec)
+        require_plain(spec, f"agent.{name}")
+        handles[name] = HostHandle(Group(name, (name,), num_cpus=num_cpus), {name: spec})
+    try:
+        for h in handles.values():
+            h.start(None, 1)
+        for h in handles.values():
+            h.wait_ready(timeout)
+    except BaseException:
+        for h in handles.values():
+            h.kill()
+        raise
+    return {name: HostedModule(name, h.actor, h.info["endpoints"][name]) for name, h in handles.items()}
