@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from amiagent.runtime.local import Episode
+from amiagent.stats import EpisodeStats, Tally
 
 EVAL_FIELDS = (
     "seed", "status", "success", "steps", "goal_feasible", "infeasible_reports", "violations",
@@ -29,69 +29,49 @@ EVAL_FIELDS = (
 
 def episode_row(episode: Episode) -> dict[str, Any]:
     """The eval figures of one episode (plain values; violations per kind as `violations.<kind>` too)."""
+    stats = EpisodeStats.of(episode)
     plan, cycle = episode.planning_ms(), episode.cycle_ms()
-    row = {
-        "seed": episode.seed,
-        "status": episode.status,
-        "success": episode.success,
-        "steps": episode.steps,
-        "goal_feasible": episode.goal_feasible,
-        "infeasible_reports": episode.infeasible_reports,
-        "violations": episode.total_violations,
+    figures = {
+        **stats.row(),
         "final_distance_m": round(episode.final_distance, 4),
         "plan_ms_p50": _pct(plan, 50),
         "plan_ms_p99": _pct(plan, 99),
         "cycle_ms_p50": _pct(cycle, 50),
         "cycle_ms_p99": _pct(cycle, 99),
-        "missed_deadlines": episode.missed_deadlines,
-        "safety_filtered": episode.filtered,
-        "replans": episode.replans,
+        "safety_filtered": stats.safety_filtered,
+        "replans": stats.replans,
         "wall_s": round(episode.wall_s, 3),
     }
-    row.update({f"violations.{kind}": int(n) for kind, n in episode.violations.items()})
-    return row
+    kinds = {k: v for k, v in figures.items() if k not in EVAL_FIELDS}  # violations.<kind>, after the fields
+    return {**{k: figures[k] for k in EVAL_FIELDS}, **kinds}
 
 
 def summarize(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Aggregate figures: success rate (with a 95% Wilson interval), violations, planning time percentiles."""
     n = len(episodes)
-    wins = sum(e.success for e in episodes)
+    tally = Tally.of([EpisodeStats.of(e) for e in episodes])
     plan = np.concatenate([e.planning_ms() for e in episodes]) if n else np.zeros(0)
     cycle = np.concatenate([e.cycle_ms() for e in episodes]) if n else np.zeros(0)
     steps = np.concatenate([e.model_steps() for e in episodes]) if n else np.zeros(0)
-    low, high = wilson(wins, n)
-    statuses: dict[str, int] = {}
-    for e in episodes:
-        statuses[e.status] = statuses.get(e.status, 0) + 1
     return {
         "episodes": n,
-        "successes": wins,
-        "success_rate": wins / n if n else 0.0,
-        "success_rate_95ci": [round(low, 4), round(high, 4)],
-        "statuses": statuses,
-        "episodes_with_violations": sum(e.total_violations > 0 for e in episodes),
-        "total_violations": sum(e.total_violations for e in episodes),
-        "goals_infeasible": sum(not e.goal_feasible for e in episodes),
-        "infeasible_reports": sum(e.infeasible_reports for e in episodes),
-        "steps_mean": float(np.mean([e.steps for e in episodes])) if n else 0.0,
+        "successes": tally.successes,
+        "success_rate": tally.success_rate,
+        "success_rate_95ci": tally.success_rate_95ci,
+        "statuses": tally.statuses,
+        "episodes_with_violations": tally.episodes_with_violations,
+        "total_violations": tally.total_violations,
+        "goals_infeasible": tally.infeasible,
+        "infeasible_reports": tally.infeasible_reports,
+        "steps_mean": tally.steps_mean,
         "plan_ms_p50": _pct(plan, 50),
         "plan_ms_p99": _pct(plan, 99),
         "cycle_ms_p50": _pct(cycle, 50),
         "cycle_ms_p99": _pct(cycle, 99),
-        "missed_deadlines": sum(e.missed_deadlines for e in episodes),
-        "replans": sum(e.replans for e in episodes),
+        "missed_deadlines": tally.missed_deadlines,
+        "replans": tally.replans,
         "model_steps_per_cycle": round(float(np.mean(steps)), 1) if len(steps) else None,
     }
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (0, 0 for no episodes)."""
-    if n == 0:
-        return 0.0, 0.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def write_eval(run_dir: Path, config_yaml: str, episodes: Sequence[Episode], label: str,

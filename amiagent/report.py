@@ -13,6 +13,7 @@ import numpy as np
 
 from amiagent.contracts import WorldLayout
 from amiagent.runtime.local import Episode
+from amiagent.stats import EpisodeStats, Tally
 
 TRAJECTORY_FIELDS = (
     "episode", "cycle", "t", "x", "y", "vx", "vy", "ax", "ay", "source", "filtered",
@@ -23,18 +24,18 @@ TRAJECTORY_FIELDS = (
 def aggregate(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Figures over all episodes of a run."""
     ms = np.concatenate([e.cycle_ms() for e in episodes]) if episodes else np.zeros(0)
-    n = len(episodes)
+    tally = Tally.of([EpisodeStats.of(e) for e in episodes])
     return {
-        "episodes": n,
-        "success_rate": sum(e.success for e in episodes) / n if n else 0.0,
-        "infeasible_goals_reported": sum(e.status == "infeasible_goal" for e in episodes),
-        "episodes_with_violations": sum(e.total_violations > 0 for e in episodes),
-        "total_violations": sum(e.total_violations for e in episodes),
-        "steps_mean": float(np.mean([e.steps for e in episodes])) if n else 0.0,
+        "episodes": tally.episodes,
+        "success_rate": tally.success_rate,
+        "infeasible_goals_reported": tally.infeasible,
+        "episodes_with_violations": tally.episodes_with_violations,
+        "total_violations": tally.total_violations,
+        "steps_mean": tally.steps_mean,
         "cycle_ms_p50": float(np.percentile(ms, 50)) if len(ms) else None,
         "cycle_ms_p99": float(np.percentile(ms, 99)) if len(ms) else None,
-        "missed_deadlines": sum(e.missed_deadlines for e in episodes),
-        "safety_filtered": sum(e.filtered for e in episodes),
+        "missed_deadlines": tally.missed_deadlines,
+        "safety_filtered": tally.safety_filtered,
     }
 
 

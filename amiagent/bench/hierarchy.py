@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from amiagent.stats import EpisodeStats, Tally
+
 TARGETS = {("two_rooms", "hierarchical"): 0.98, ("maze", "hierarchical"): 0.95, ("workcell", "reacher"): 0.95,
            ("open_field", "navigator"): 0.95}
 SUITES = {"two_rooms": ("flat", "hierarchical"), "maze": ("flat", "hierarchical"), "workcell": ("reacher",),
@@ -95,31 +97,32 @@ def run_job(job: Job) -> tuple[list[dict[str, Any]], list[float], list[float]]:
 
 def error_row(seed: int, exc: BaseException) -> dict[str, Any]:
     """The row of an episode that raised: not a success, its violations unknown, the error named."""
-    return {"seed": seed, "status": "error", "success": False, "steps": 0, "violations": 0, "infeasible_reports": 0,
-            "missed_deadlines": 0, "error": f"{type(exc).__name__}: {exc}"}
+    return EpisodeStats.failed(seed, exc).row()
+
+
+def tally(rows: list[dict[str, Any]]) -> Tally:
+    """The rows' episodes counted by the one definition of success, infeasible and violation."""
+    return Tally.of([EpisodeStats.from_row(r) for r in rows])
 
 
 def summary(rows: list[dict[str, Any]], plan_ms: list[float], steps: list[float]) -> dict[str, Any]:
-    from amiagent.evaluate import wilson
-
-    n = len(rows)
-    wins = sum(r["success"] for r in rows)
-    low, high = wilson(wins, n)
+    """A suite's figures from its eval rows, planning ms and model steps per cycle."""
+    t = tally(rows)
     return {
-        "episodes": n,
-        "success_rate": wins / n if n else 0.0,
-        "success_rate_95ci": [round(low, 4), round(high, 4)],
-        "episodes_with_violations": sum(r["violations"] > 0 for r in rows),
-        "total_violations": sum(r["violations"] for r in rows),
-        "infeasible_reports": sum(r["infeasible_reports"] for r in rows),
-        "steps_mean": float(np.mean(ran)) if (ran := [r["steps"] for r in rows if r.get("status") != "error"]) else 0.0,
+        "episodes": t.episodes,
+        "success_rate": t.success_rate,
+        "success_rate_95ci": t.success_rate_95ci,
+        "episodes_with_violations": t.episodes_with_violations,
+        "total_violations": t.total_violations,
+        "infeasible_reports": t.infeasible_reports,
+        "steps_mean": t.steps_mean,
         "plan_ms_p50": float(np.percentile(plan_ms, 50)) if plan_ms else None,
         "plan_ms_p99": float(np.percentile(plan_ms, 99)) if plan_ms else None,
         "model_steps_per_cycle": float(np.mean(steps)) if steps else None,
-        "missed_deadlines": sum(r["missed_deadlines"] for r in rows),
-        "failures": sorted(r["seed"] for r in rows if not r["success"]),
-        "errors": {r["seed"]: r["error"] for r in rows if r.get("status") == "error"},
-        "seeds_with_violations": sorted(r["seed"] for r in rows if r["violations"]),
+        "missed_deadlines": t.missed_deadlines,
+        "failures": t.failures,
+        "errors": t.errors,
+        "seeds_with_violations": t.seeds_with_violations,
     }
 
 
@@ -175,13 +178,11 @@ def run_jobs(jobs: list[Job], per_suite: int, workers: int, console) -> dict[tup
             got[0].extend(rows)
             got[1].extend(plan_ms)
             got[2].extend(steps)
-            wins = sum(r["success"] for r in got[0])
-            bad = sum(r["violations"] > 0 for r in got[0])
-            progress.update(bars[job.suite], advance=len(rows),
-                            status=f"success {wins}/{len(got[0])}, with violations {bad}")
+            so_far = tally(got[0])
+            progress.update(bars[job.suite], advance=len(rows), status=so_far.progress())
             if not console.is_terminal:  # a log: one line per finished work item instead of a live bar
                 console.print(f"{job.suite[1]} in {job.world}: {len(got[0])}/{per_suite} episodes, "
-                              f"success {wins}, with violations {bad}")
+                              f"success {so_far.successes}, with violations {so_far.episodes_with_violations}")
     return results
 
 
