@@ -4,7 +4,8 @@ joint-space cost-to-go.
 They read the states of the `arm` world model, (B, H, D) with D = 7 + 2n:
 [ee (3) m, ee_quat (4), q (n) rad, qd (n) rad/s]; state h is the arm after
 action h, which it holds for one control step. Zones and limits arrive through
-the settings (`settings.guardrails[name]`, from the task's constraints); boxes
+the settings (`settings.guardrails[section]`, from the task's constraints; each
+guardrail declares its section in `reads`, see `sections.py`); boxes
 are axis-aligned, [cx, cy, cz, hx, hy, hz]: centre and half extents (m).
 Before settings arrive, and while they name no zone, a guardrail reports no
 violation. The arm guardrails share one forward-kinematics pass per states
@@ -22,6 +23,7 @@ import torch
 
 from amiagent.contracts import CostTerm, Guardrail, Settings
 from amiagent.errors import ConfigError, ContractError
+from amiagent.plugins.cost.sections import read
 from amiagent.plugins.world_model.arm import POSE_DIM, ArmKinematics, ArmModel, load_chain, resolve_urdf
 
 Q_START = POSE_DIM
@@ -118,16 +120,16 @@ def _number(where: str, value: Any) -> float:
     return float(value)
 
 
-def _section(settings: Settings, name: str, keys: set[str]) -> Mapping[str, Any] | None:
-    section = settings.guardrails.get(name)
+def _section(settings: Settings, owner: Guardrail, keys: set[str]) -> tuple[Mapping[str, Any] | None, str]:
+    """The section `owner` declares in `reads`, checked for unknown keys, and its path for messages."""
+    name = type(owner).reads[0]
+    section = read(settings, owner)
     if section is None:
-        return None
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"settings.guardrails[{name!r}] must be a mapping, got {section!r}")
+        return None, ""
     unknown = sorted(set(section) - keys)
     if unknown:
         raise ConfigError(f"settings.guardrails[{name!r}]: unknown key(s) {unknown} for an arm; valid: {sorted(keys)}")
-    return section
+    return section, f"settings.guardrails[{name!r}]"
 
 
 def _box_distance(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -152,6 +154,7 @@ class JointLimits(Guardrail):
     """
 
     example_settings = staticmethod(example_settings)
+    reads = ("joint_limits",)
 
     @dataclass(frozen=True)
     class Params:
@@ -168,11 +171,10 @@ class JointLimits(Guardrail):
         self._high: torch.Tensor | None = None
 
     def apply(self, settings: Settings) -> None:
-        section = _section(settings, "joint_limits", {"lower", "upper"})
+        section, where = _section(settings, self, {"lower", "upper"})
         if section is None:
             self._low = self._high = None
             return
-        where = "settings.guardrails['joint_limits']"
         limits = []
         for key in ("lower", "upper"):
             value = section.get(key)
@@ -211,6 +213,7 @@ class ArmKeepOut(Guardrail):
     """
 
     example_settings = staticmethod(example_settings)
+    reads = ("keep_out",)
 
     @dataclass(frozen=True)
     class Params:
@@ -247,8 +250,8 @@ class ArmKeepOut(Guardrail):
         self._boxes = torch.zeros(0, 6)
 
     def apply(self, settings: Settings) -> None:
-        section = _section(settings, "keep_out", {"boxes"})
-        self._boxes = _boxes("settings.guardrails['keep_out'].boxes", (section or {}).get("boxes"))
+        section, where = _section(settings, self, {"boxes"})
+        self._boxes = _boxes(f"{where}.boxes", (section or {}).get("boxes"))
 
     def centres(self, states: torch.Tensor) -> torch.Tensor:
         """(B, H, D) states -> (S, 3, B, H) sphere centres (m) in the world."""
@@ -281,6 +284,7 @@ class EESpeedLimit(Guardrail):
     """
 
     example_settings = staticmethod(example_settings)
+    reads = ("ee_speed_limit",)
 
     @dataclass(frozen=True)
     class Params:
@@ -305,11 +309,10 @@ class EESpeedLimit(Guardrail):
         self._boxes = torch.zeros(0, 6)
 
     def apply(self, settings: Settings) -> None:
-        section = _section(settings, "ee_speed_limit", {"limit", "near", "boxes"})
+        section, where = _section(settings, self, {"limit", "near", "boxes"})
         if section is None:
             self._limit = None
             return
-        where = "settings.guardrails['ee_speed_limit']"
         limit = _number(f"{where}.limit", section.get("limit"))
         near = _number(f"{where}.near", section.get("near", 0.0))
         if limit <= self.params.margin or near < 0:
@@ -375,6 +378,8 @@ class JointGoal(CostTerm):
     """
 
     example_settings = staticmethod(example_settings)
+    reads = ArmKeepOut.reads + JointLimits.reads
+    """What its own `arm_keep_out` and `joint_limits` read: they keep its solutions and routes clear."""
 
     @dataclass(frozen=True)
     class Params:

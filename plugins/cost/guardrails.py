@@ -3,7 +3,8 @@
 Position guardrails can look ahead to where the body would come to rest if it
 braked now (`braking=True`): a state counts as unsafe when the braking path
 enters a zone, so a plan can never coast into a place where stopping is no
-longer possible. Zones and limits arrive through the settings (from the task).
+longer possible. Zones and limits arrive through the settings (from the task);
+each guardrail declares the sections it reads in `reads` (see `sections.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from amiagent.contracts import Guardrail, Settings
 from amiagent.errors import ConfigError
 from amiagent.plugins.cost.planes import plane_norm
+from amiagent.plugins.cost.sections import read
 
 # Fractions of the braking path checked, shaped (P, 1, 1). Three points keep a
 # chord from cutting more than ~2 cm into an inflated zone at 1.5 m/s and 2 m/s^2;
@@ -65,6 +67,7 @@ class KeepOut(Guardrail):
     """
 
     Params = _PositionParams
+    reads = ("keep_out",)
 
     def __init__(self, params: _PositionParams | None = None):
         super().__init__(params)
@@ -75,7 +78,7 @@ class KeepOut(Guardrail):
         self._inflate = self.params.margin
 
     def apply(self, settings: Settings) -> None:
-        zones = settings.guardrails.get("keep_out", {})
+        zones = read(settings, self) or {}
         self._circles = torch.tensor(zones.get("circles", []), dtype=torch.float32).reshape(-1, 3)
         self._boxes = torch.tensor(zones.get("boxes", []), dtype=torch.float32).reshape(-1, 4)
         self._inflate = float(zones.get("robot_radius", 0.0)) + self.params.margin
@@ -146,6 +149,7 @@ class WorkspaceBounds(Guardrail):
     """Keeps the body's disc inside the box [low, high] (m); violation is the overshoot."""
 
     Params = _PositionParams
+    reads = ("workspace_bounds",)
 
     def __init__(self, params: _PositionParams | None = None):
         super().__init__(params)
@@ -153,7 +157,7 @@ class WorkspaceBounds(Guardrail):
         self._high: list[float] | None = None
 
     def apply(self, settings: Settings) -> None:
-        bounds = settings.guardrails.get("workspace_bounds")
+        bounds = read(settings, self)
         if not bounds:
             self._low = self._high = None
             return
@@ -181,12 +185,14 @@ class SpeedLimit(Guardrail):
         limit: float = 0.0
         """Used when the settings give none; 0 means no limit until settings arrive."""
 
+    reads = ("speed_limit",)
+
     def __init__(self, params: Params | None = None):
         super().__init__(params)
         self._limit = self.params.limit
 
     def apply(self, settings: Settings) -> None:
-        self._limit = float(settings.guardrails.get("speed_limit", {}).get("limit", self.params.limit))
+        self._limit = float((read(settings, self) or {}).get("limit", self.params.limit))
 
     def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         if self._limit <= 0:

@@ -9,8 +9,9 @@ import torch
 
 from amiagent.contracts import CostTerm, Settings
 from amiagent.errors import ConfigError
-from amiagent.plugins.cost.planes import plane_norm
 from amiagent.plugins.cost.geodesic import FieldLookup, Grid, distance_field, zone_mask
+from amiagent.plugins.cost.planes import plane_norm
+from amiagent.plugins.cost.sections import read
 
 
 class GoalDistance(CostTerm):
@@ -46,6 +47,9 @@ class GoalDistance(CostTerm):
                 raise ConfigError(f"goal_distance: metric must be 'euclidean' or 'geodesic', got {self.metric!r}")
             if self.metric == "geodesic" and (len(self.dims) != 2 or self.cell <= 0 or self.penalty < 1):
                 raise ConfigError("goal_distance: geodesic needs 2 dims, cell > 0 and penalty >= 1")
+
+    reads = ("keep_out", "workspace_bounds")
+    """The geodesic metric routes around the zones, within the workspace."""
 
     def __init__(self, params: Params | None = None):
         super().__init__(params)
@@ -83,10 +87,10 @@ class GoalDistance(CostTerm):
 
 
     def _geodesic(self, settings: Settings) -> FieldLookup:
-        zones = settings.guardrails.get("keep_out", {})
+        zones = read(settings, self, "keep_out") or {}
         circles, boxes = zones.get("circles", []), zones.get("boxes", [])
         gx, gy = self._goal_values
-        bounds = settings.guardrails.get("workspace_bounds")
+        bounds = read(settings, self, "workspace_bounds")
         if bounds:
             (x0, y0), (x1, y1) = bounds["low"], bounds["high"]
         else:  # no workspace given: a square around the goal and zones
