@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from amiagent.contracts import CostReport
 from amiagent.errors import ConfigError
-from amiagent.planning.common import Evaluate, Result, feasibility_first, sample
+from amiagent.planning.common import Evaluate, Result, feasibility_first, search
 from amiagent.spaces import Box
 
 
@@ -30,18 +31,10 @@ class CEMConfig:
 def cem(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Box, cfg: CEMConfig,
         generator: torch.Generator | None = None) -> Result:
     """Minimise cost over (H, A) action sequences starting from `mean`, `std`."""
-    min_std = cfg.min_std * bounds.half_range
-    best = mean = bounds.clip(mean)
-    for _ in range(cfg.iterations):
-        # sample: row 0 is the current mean, row 1 the best so far, so neither is lost
-        candidates = sample(mean, std, cfg.samples, bounds, (mean, best), generator)
-        # score
-        states, report = evaluate(candidates)
+
+    def refit_elites(candidates: torch.Tensor, report: CostReport):
         order = feasibility_first(report.total, report.violation_total)
-        # refit elites
         elites = candidates[order[: cfg.elites]]
-        mean = elites.mean(dim=0)
-        std = torch.maximum(elites.std(dim=0), min_std)
-        best = candidates[order[0]]
-    i = int(order[0])
-    return Result(candidates[i], states[i], report.pick(i), mean, std)
+        return elites.mean(dim=0), elites.std(dim=0), order
+
+    return search(evaluate, mean, std, bounds, cfg.samples, cfg.iterations, cfg.min_std, refit_elites, generator)

@@ -1,4 +1,4 @@
-"""Steps every optimiser shares: ranking, warm start, sampling; bounds are `amiagent.spaces.Box`."""
+"""Steps every optimiser shares: ranking, warm start, sampling, the search loop; bounds are `amiagent.spaces.Box`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from amiagent.spaces import Box
 
 # actions (B, H, A) -> predicted states (B, H, D) and their cost report
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, CostReport]]
+# candidates (N, H, A) and their report -> the new mean and std (H, A) and the candidates' order, best first
+Refit = Callable[[torch.Tensor, CostReport], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,23 @@ def sample(mean: torch.Tensor, std: torch.Tensor, n: int, bounds: Box,
     for i, row in enumerate(keep):
         candidates[i] = row
     return candidates
+
+
+def search(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Box, samples: int, iterations: int,
+           min_std: float, refit: Refit, generator: torch.Generator | None) -> Result:
+    """The loop every sampling optimiser runs; `refit` is what makes it CEM or MPPI.
+
+    `min_std` floors the refitted std, as a fraction of the bounds' half-range.
+    """
+    floor = min_std * bounds.half_range
+    best = mean = bounds.clip(mean)
+    for _ in range(iterations):
+        # sample: row 0 is the current mean, row 1 the best so far, so neither is lost
+        candidates = sample(mean, std, samples, bounds, (mean, best), generator)
+        # score, then refit the distribution
+        states, report = evaluate(candidates)
+        mean, std, order = refit(candidates, report)
+        std = torch.maximum(std, floor)
+        best = candidates[order[0]]
+    i = int(order[0])
+    return Result(candidates[i], states[i], report.pick(i), mean, std)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from amiagent.contracts import CostReport
 from amiagent.errors import ConfigError
-from amiagent.planning.common import Evaluate, Result, feasibility_first, sample
+from amiagent.planning.common import Evaluate, Result, feasibility_first, search
 from amiagent.spaces import Box
 
 
@@ -28,25 +30,20 @@ class MPPIConfig:
 def mppi(evaluate: Evaluate, mean: torch.Tensor, std: torch.Tensor, bounds: Box, cfg: MPPIConfig,
          generator: torch.Generator | None = None) -> Result:
     """Minimise cost over (H, A) action sequences by exponentially weighted averaging."""
-    min_std = cfg.min_std * bounds.half_range
-    best = mean = bounds.clip(mean)
-    for _ in range(cfg.iterations):
-        # sample
-        candidates = sample(mean, std, cfg.samples, bounds, (mean, best), generator)
-        # score: only the best feasibility class gets weight — feasible plans by
+
+    def refit_weighted(candidates: torch.Tensor, report: CostReport):
+        # only the best feasibility class gets weight — feasible plans by
         # cost when there are any, otherwise the least-violating by violation
-        states, report = evaluate(candidates)
         violation = report.violation_total
         feasible = violation <= 0
         score = torch.where(feasible, report.total, torch.full_like(violation, float("inf")))
         if not bool(feasible.any()):
             score = violation
         weights = torch.softmax(-(score - score.min()) / cfg.temperature, dim=0)  # (B,)
-        # refit
         w = weights.view(-1, 1, 1)
         mean = (w * candidates).sum(dim=0)
-        std = torch.maximum(((w * (candidates - mean).square()).sum(dim=0)).sqrt(), min_std)
-        order = feasibility_first(report.total, violation)
-        best = candidates[order[0]]
-    i = int(order[0])
-    return Result(candidates[i], states[i], report.pick(i), bounds.clip(mean), std)
+        std = ((w * (candidates - mean).square()).sum(dim=0)).sqrt()
+        return mean, std, feasibility_first(report.total, violation)
+
+    result = search(evaluate, mean, std, bounds, cfg.samples, cfg.iterations, cfg.min_std, refit_weighted, generator)
+    return dataclasses.replace(result, mean=bounds.clip(result.mean))

@@ -14,6 +14,7 @@ import torch
 
 from amiagent.contracts import WorldModel
 from amiagent.errors import ConfigError
+from amiagent.plugins.world_model.axes import declare_axes
 
 
 class PointMass(WorldModel):
@@ -37,11 +38,7 @@ class PointMass(WorldModel):
     def __init__(self, params: Params | None = None):
         super().__init__(params)
         p = self.params
-        self.state_dim = 2 * p.dims
-        self.action_dim = p.dims
-        self.dt = p.dt
-        self.action_low = torch.full((p.dims,), -p.max_accel)
-        self.action_high = torch.full((p.dims,), p.max_accel)
+        declare_axes(self, p.dims, p.dt, p.max_accel)
         h = p.dt / p.substeps
         # Position gain of a held acceleration over n semi-implicit substeps: h^2 n(n+1)/2.
         self._accel_gain = h * h * p.substeps * (p.substeps + 1) / 2

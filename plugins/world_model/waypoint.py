@@ -21,6 +21,7 @@ import torch
 
 from amiagent.contracts import WorldModel
 from amiagent.errors import ConfigError
+from amiagent.plugins.world_model.axes import declare_axes
 
 
 class WaypointModel(WorldModel):
@@ -42,11 +43,7 @@ class WaypointModel(WorldModel):
     def __init__(self, params: Params | None = None):
         super().__init__(params)
         p = self.params
-        self.state_dim = 2 * p.dims
-        self.action_dim = p.dims
-        self.dt = p.dt
-        self.action_low = torch.full((p.dims,), -p.max_step)
-        self.action_high = torch.full((p.dims,), p.max_step)
+        declare_axes(self, p.dims, p.dt, p.max_step)
 
     def rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         n = self.params.dims
