@@ -8,23 +8,12 @@ import pytest
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.sim.maze import Maze
 from amiagent.sim.worlds import IMAGE_KEY, OpenField, SimParams, TwoRooms
+from tests._worlds import world_maker
 
 WORLDS = {"open_field": OpenField, "two_rooms": TwoRooms, "maze": Maze}
 
 
-@pytest.fixture
-def make():
-    """Build worlds and close them all at the end of the test."""
-    made = []
-
-    def _make(cls, **params):
-        world = cls(cls.Params(**params))
-        made.append(world)
-        return world
-
-    yield _make
-    for world in made:
-        world.close()
+make = world_maker()
 
 
 def robot_pixels(frame: np.ndarray) -> np.ndarray:

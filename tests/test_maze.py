@@ -11,6 +11,7 @@ from amiagent.errors import AmiagentError, ConfigError
 from amiagent.sim.geometry import box_sd, zone_gap, zone_sd
 from amiagent.sim.maze import DOOR_MARGIN, Floorplan, Maze, draw_floorplan
 from amiagent.sim.worlds import WALL_THICKNESS
+from tests._worlds import world_maker
 from tests.test_sim import drive, waypoint_controller
 
 SWEEP = range(200)
@@ -21,19 +22,7 @@ SHAPES = {
 }
 
 
-@pytest.fixture
-def make():
-    """Build mazes and close them all at the end of the test."""
-    made = []
-
-    def _make(**params):
-        world = Maze(Maze.Params(**params))
-        made.append(world)
-        return world
-
-    yield _make
-    for world in made:
-        world.close()
+make = world_maker(Maze)
 
 
 def plan(seed: int, **params) -> Floorplan:

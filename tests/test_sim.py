@@ -10,23 +10,12 @@ from amiagent.contracts import Body, Observation, Task, World, WorldLayout
 from amiagent.errors import AmiagentError, BodyError, ConfigError
 from amiagent.sim.geometry import segment_distance, zone_gap, zone_sd
 from amiagent.sim.worlds import OpenField, TwoRooms
+from tests._worlds import world_maker
 
 WORLDS = {"open_field": OpenField, "two_rooms": TwoRooms}
 
 
-@pytest.fixture
-def make():
-    """Build worlds and close them all at the end of the test."""
-    made = []
-
-    def _make(cls, **params):
-        world = cls(cls.Params(**params))
-        made.append(world)
-        return world
-
-    yield _make
-    for world in made:
-        world.close()
+make = world_maker()
 
 
 def reference(state: np.ndarray, accels: np.ndarray, h: float, substeps: int) -> np.ndarray:

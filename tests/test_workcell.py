@@ -19,6 +19,7 @@ from amiagent.errors import AmiagentError, BodyError, ConfigError
 from amiagent.kinematics import Chain
 from amiagent.sim.arm import HARD_STOP_MARGIN, JOINT_LIMIT_SLACK, KINDS, KUKA_URDF, ArmTruth, box_distance
 from amiagent.sim.workcell import GOAL_HEIGHT, Workcell
+from tests._worlds import world_maker
 
 CHAIN = Chain.from_urdf(KUKA_URDF)
 REACH = 0.42 + 0.40 + 0.081
@@ -32,19 +33,7 @@ HOME = [0.0, 0.3, 0.0, -0.9, 0.0, 0.6, 0.0]
 """An elbow-up pose over the base, far from table and zone for every seed."""
 
 
-@pytest.fixture
-def make():
-    """Build workcells and close them all at the end of the test."""
-    made = []
-
-    def _make(**params):
-        world = Workcell(Workcell.Params(**params))
-        made.append(world)
-        return world
-
-    yield _make
-    for world in made:
-        world.close()
+make = world_maker(Workcell)
 
 
 def fk(q) -> np.ndarray:
