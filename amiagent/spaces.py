@@ -120,8 +120,17 @@ class Box:
                     return False
             return True
         if isinstance(x, torch.Tensor):
-            low, high = self._as_tensors(x.dtype)
-            return bool(((x >= low - tol) & (x <= high + tol)).all())
+            key = (x.dtype, tol)
+            widened = self._tensors.get(key)
+            if widened is None:  # the bounds in x's precision, with the tolerance: once per dtype and tolerance
+                low, high = self._as_tensors(x.dtype)
+                low, high = low - tol, high + tol
+                scalar = (float(low[0]), float(high[0])) if self._scalar is not None else None
+                widened = self._tensors[key] = (low, high, scalar)
+            low, high, scalar = widened
+            if scalar is not None and x.numel():  # two reductions: the cheapest check, NaN included
+                return scalar[0] <= float(x.min()) and float(x.max()) <= scalar[1]
+            return bool(((x >= low) & (x <= high)).all())
         arr = np.asarray(x, dtype=np.float64)
         return bool(((arr >= np.subtract(self._lo, tol)) & (arr <= np.add(self._hi, tol))).all())
 
