@@ -16,74 +16,18 @@ import torch
 from amiagent import checks, registry
 from amiagent.contracts import Body, Observation, Task, World, WorldLayout
 from amiagent.errors import AmiagentError, BodyError, ConfigError
-from amiagent.kinematics import Chain
-from amiagent.sim.arm import HARD_STOP_MARGIN, JOINT_LIMIT_SLACK, KINDS, KUKA_URDF, ArmTruth, box_distance
+from amiagent.sim.arm import KINDS, box_distance
 from amiagent.sim.workcell import GOAL_HEIGHT, Workcell
+from tests._arm import CHAIN, HOME, REACH, fk, jacobian, q_now, zone_and_table
 from tests._worlds import world_maker
 
-CHAIN = Chain.from_urdf(KUKA_URDF)
-REACH = 0.42 + 0.40 + 0.081
-"""Shoulder to EE with the arm stretched (m): the URDF's link offsets."""
 TRACK_Q, TRACK_V = 5e-5, 5e-4
 """Velocity tracking tolerances: rad per control step of a held command, and rad/s. Measured over 60 random
 poses with commands of up to 1 rad/s (reversals included): at most 5.5e-6 rad and 4.9e-5 rad/s, the residual
 of pybullet's iterative motor solve; 10x that keeps the tests off solver noise, and 5e-5 rad moves the EE by
 about 50 um, below anything a planner notices."""
-HOME = [0.0, 0.3, 0.0, -0.9, 0.0, 0.6, 0.0]
-"""An elbow-up pose over the base, far from table and zone for every seed."""
-
 
 make = world_maker(Workcell)
-
-
-def fk(q) -> np.ndarray:
-    """EE position (3,) of joint angles `q` by the agent-side chain."""
-    return CHAIN.forward(torch.as_tensor(np.asarray(q, dtype=np.float64))[None])[0, -1, :3, 3].numpy()
-
-
-def jacobian(q) -> np.ndarray:
-    """(3, 7) EE position Jacobian by autograd through the chain."""
-    x = torch.as_tensor(np.asarray(q, dtype=np.float64))
-    return torch.autograd.functional.jacobian(lambda v: CHAIN.forward(v[None])[0, -1, :3, 3], x).numpy()
-
-
-def q_now(world) -> np.ndarray:
-    return world.body.observe().state[:7]
-
-
-def move_ee(world, velocity, steps: int, until=None) -> int:
-    """Resolved-rate control: command the joint velocities that move the EE at `velocity` (m/s, or a
-    function of the world giving it), scaled down uniformly to the bounds, for up to `steps` control
-    steps or until `until(world)`; returns the steps run."""
-    for k in range(steps):
-        if until is not None and until(world):
-            return k
-        q = q_now(world)
-        jac = jacobian(q)
-        v = velocity(world) if callable(velocity) else np.asarray(velocity, dtype=np.float64)
-        qd = jac.T @ np.linalg.solve(jac @ jac.T + 1e-6 * np.eye(3), v)
-        qd /= max(1.0, float(np.abs(qd / world.body.action_high).max()))
-        world.body.command(qd)
-        world.advance(world.dt)
-    return steps
-
-
-def toward_zone(zone, speed: float):
-    """Steering for `move_ee`: `speed` (m/s) from the EE toward the zone's point nearest the base axis
-    (5 cm inside), at the EE's height, so the arm gets there without stretching out."""
-    target = [min(max(0.0, zone[i] - zone[3 + i] + 0.05), zone[i] + zone[3 + i] - 0.05) for i in range(2)]
-
-    def velocity(world) -> np.ndarray:
-        ee = world.ee()[0]
-        d = np.array([target[0] - ee[0], target[1] - ee[1], 0.0])
-        return speed * d / np.linalg.norm(d)
-
-    return velocity
-
-
-def zone_and_table(world):
-    boxes = world.task.constraints["keep_out"]["boxes"]
-    return boxes[0], boxes[-1]
 
 
 # ---------------------------------------------------------------------------- task and scene
@@ -307,91 +251,6 @@ def test_watchdog_stop_and_estop(make):
     body.command(cmd)
     world.advance(0.1)
     np.testing.assert_allclose(body.observe().state[:7], state[:7] + cmd * 0.1, atol=TRACK_Q)
-
-
-# ---------------------------------------------------------------------------- ground truth
-
-
-def test_sweeping_the_arm_into_the_person_zone_counts_keep_out(make):
-    world = make()
-    world.reset(4)
-    zone, _ = zone_and_table(world)
-    world.body.reset_joints(world.scene.goal_q)  # over the table, clear of everything
-    move_ee(world, toward_zone(zone, 0.2), 40, until=lambda w: box_distance(w.ee()[0], zone) == 0.0)
-    assert box_distance(world.ee()[0], zone) == 0.0
-    counts = world.violations()
-    assert counts["keep_out"] > 0 and world.min_clearance() < 0
-    world.body.stop()
-    before = counts["keep_out"]
-    world.advance(world.dt)  # holding inside the zone violates every substep
-    assert world.violations()["keep_out"] == before + world.substeps
-
-
-def test_pressing_on_the_table_counts_table_contact(make):
-    world = make()
-    world.reset(6)
-    _, table = zone_and_table(world)
-    world.body.reset_joints(world.scene.goal_q)  # EE 0.12-0.45 m over the table
-    down = [0.0, 0.0, -0.15]
-    move_ee(world, down, 40, until=lambda w: w.violations()["table_contact"] > 0)
-    touched = world.violations()["table_contact"]
-    assert touched > 0
-    move_ee(world, down, 5)  # pressing on: every substep is in contact
-    counts = world.violations()
-    assert counts["table_contact"] == touched + 5 * world.substeps
-    assert world.ee()[0][2] > table[2] + table[5] - 0.05  # the table is solid: the arm rests on it
-    assert counts["keep_out"] == counts["joint_limits"] == 0
-
-
-@pytest.mark.parametrize("speed, fast", [(0.1, False), (0.6, True)])
-def test_a_fast_ee_near_the_zone_counts_ee_speed(make, speed, fast):
-    world = make()
-    world.reset(4)
-    zone, _ = zone_and_table(world)
-    world.body.reset_joints(world.scene.goal_q)
-    move_ee(world, toward_zone(zone, speed), 60, until=lambda w: box_distance(w.ee()[0], zone) < 0.07)
-    world.body.stop()
-    world.advance(world.dt)
-    assert box_distance(world.ee()[0], zone) < 0.1  # it did get near
-    counts = world.violations()
-    if fast:
-        assert counts["ee_speed"] > 0 and world.max_ee_speed_near() > 0.25
-    else:
-        assert counts["ee_speed"] == 0 and 0.05 < world.max_ee_speed_near() < 0.25
-
-
-def test_driving_past_a_joint_limit_counts_joint_limits_until_the_hard_stop(make):
-    world = make()
-    world.reset(0)
-    body = world.body
-    q0 = q_now(world)
-    upper, h = body.upper[6], 1.0 / world.params.physics_hz
-    cmd = np.zeros(7)
-    cmd[6] = 1.0  # the last joint only turns the flange: nothing else moves
-    steps = math.ceil((upper + HARD_STOP_MARGIN - q0[6]) / world.dt) + 3
-    for _ in range(steps):
-        body.command(cmd)
-        world.advance(world.dt)
-    # exact tracking: substep k ends at q0 + k h until the hard stop catches the joint
-    first = math.floor((upper + JOINT_LIMIT_SLACK - q0[6]) / h) + 1
-    assert world.violations()["joint_limits"] == pytest.approx(steps * world.substeps - first + 1, abs=1)
-    assert q_now(world)[6] == pytest.approx(upper + HARD_STOP_MARGIN, abs=2e-3)
-    assert world.violations()["joint_speed"] == 0
-
-
-def test_truth_counts_joint_speed_and_ee_speed_per_substep():
-    zone = (1.0, 0.0, 0.5, 0.1, 0.1, 0.5)
-    truth = ArmTruth([-1.0] * 7, [1.0] * 7, [1.0] * 7, (zone,), limit=0.25, near=0.15)
-    q, still = [0.0] * 7, [0.0] * 7
-    far, near = (0.0, 0.0, 0.5), (0.8, 0.0, 0.5)
-    truth.update(q, [0.0] * 6 + [1.0005], 0.5, False, far, (0.0, 0.0, 0.0))  # within the slack
-    truth.update(q, [0.0] * 6 + [1.01], 0.5, False, far, (0.0, 0.0, 0.0))
-    truth.update(q, still, 0.5, False, far, (1.0, 0.0, 0.0))  # fast, but far from the zone
-    truth.update(q, still, 0.5, False, near, (0.2, 0.0, 0.1))  # near, 0.22 m/s
-    truth.update(q, still, 0.5, False, near, (0.3, 0.0, 0.0))
-    truth.update([0.0] * 6 + [1.0 + 2 * JOINT_LIMIT_SLACK], still, -0.01, True, far, (0.0, 0.0, 0.0))
-    assert truth.counts == {"keep_out": 1, "table_contact": 1, "joint_limits": 1, "joint_speed": 1, "ee_speed": 1}
-    assert truth.min_clearance == -0.01 and truth.max_ee_speed_near == pytest.approx(0.3)
 
 
 # ---------------------------------------------------------------------------- contract
