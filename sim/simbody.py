@@ -39,8 +39,8 @@ class SimBody(Body):
 
     def __init__(self, client: Any, low: np.ndarray, high: np.ndarray, watchdog_s: float, physics_hz: int):
         self._client = client
-        self.action_space = Box(low, high, name=f"{self.label} action bounds")
-        self.action_low, self.action_high = self.action_space.low, self.action_space.high
+        self._action_space = Box(low, high, name=f"{self.label} action bounds")
+        self.action_low, self.action_high = self._action_space.low, self._action_space.high
         self.h = 1.0 / physics_hz
         """Physics substep (s)."""
         self.watchdog_steps = max(1, round(watchdog_s * physics_hz))
@@ -67,6 +67,11 @@ class SimBody(Body):
     # ------------------------------------------------------------------ Body contract
 
     @property
+    def action_space(self) -> Box:
+        """The action bounds, `action_low` ... `action_high`, as a Box."""
+        return self._action_space
+
+    @property
     def t(self) -> float:
         """Sim time (s) since the last spawn."""
         return self.steps * self.h
@@ -78,7 +83,7 @@ class SimBody(Body):
         array of shape (A,). Ignored (after validation) while e-stopped.
         """
         self._check_live()
-        shape = self.action_space.shape
+        shape = self._action_space.shape
         try:
             arr = np.asarray(action)
         except Exception as exc:  # arbitrary objects may fail to convert in many ways
@@ -95,7 +100,7 @@ class SimBody(Body):
                 log.warning("%s: e-stop latched, ignoring commands until release()", self.label)
                 self._warned_estop = True
             return
-        self._cmd = tuple(float(v) for v in self.action_space.clip(arr))
+        self._cmd = tuple(float(v) for v in self._action_space.clip(arr))
         self._cmd_step = self.steps
 
     def stop(self) -> None:
