@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from amiagent import registry
-from amiagent.agent import Agent, AgentOptions, LoopConfig, Modules
+from amiagent.agent import MODULE_NAMES, Agent, AgentOptions, LoopConfig
+from amiagent.agent.handles import InProcess, ModuleHandles
 from amiagent.config import check_keys, check_number
 from amiagent.contracts import World, WorldModel
 from amiagent.cost import IntrinsicCost
@@ -40,8 +40,9 @@ LEVEL_MODULES = ("perception", "world_model", "cost", "actor")
 
 
 def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, name_key: str = "name",
-           extra_margin: float = 0.0):
-    """A plugin from `{name, params}`; `extra_margin` widens a `margin` parameter if it has one."""
+           extra_margin: float = 0.0, build: bool = True):
+    """A plugin from `{name, params}`; `extra_margin` widens a `margin` parameter if it has one.
+    `build=False` checks the spec (name, parameters) and returns its parameters, building nothing."""
     spec = check_keys(where, spec, {name_key, "params"})
     name = spec.get(name_key, default_name)
     if not isinstance(name, str):
@@ -55,14 +56,17 @@ def plugin(kind: str, spec: Any, where: str, default_name: str | None = None, na
         if "margin" in fields:
             base = params.get("margin", fields["margin"].default)
             params["margin"] = check_number(f"{where}.params.margin", base) + extra_margin
+    if not build:
+        return registry.build_params(registry.load_class(kind, name), params, where=f"{where} ({kind}.{name})")
     return registry.create(kind, name, params, where=f"{where} ({kind}.{name})")
 
 
-def build_module(name: str, spec: Any) -> Any:
-    """Module `name` of an agent (configurator, perception, world_model, cost, memory, actor, mode1) from its spec."""
+def build_module(name: str, spec: Any, build: bool = True) -> Any:
+    """Module `name` of an agent (configurator, perception, world_model, cost, memory, actor, mode1) from its
+    spec; `build=False` only checks the spec, for a module that will be built in another process."""
     if name == "cost":
-        return build_cost(spec)
-    return plugin("actor" if name == "mode1" else name, spec, f"agent.{name}")
+        return build_cost(spec, build=build)
+    return plugin("actor" if name == "mode1" else name, spec, f"agent.{name}", build=build)
 
 
 def merge_spec(current: Mapping[str, Any], change: Mapping[str, Any]) -> dict:
@@ -96,9 +100,11 @@ def describe(spec: Any) -> str:
     return f"{name} {dict(params)}" if params else str(name)
 
 
-def build_cost(spec: Any, where: str = "agent.cost", terms: bool = True, extra_margin: float = 0.0) -> IntrinsicCost:
+def build_cost(spec: Any, where: str = "agent.cost", terms: bool = True, extra_margin: float = 0.0,
+               build: bool = True) -> IntrinsicCost | None:
     """Cost module from `{terms: {name: {weight, params, plugin?}}, guardrails: {name: {params, plugin?}},
-    critic: {name, params, weight}?}`. With `terms=False` only the guardrails are built (the safety filter's)."""
+    critic: {name, params, weight}?}`. With `terms=False` only the guardrails are built (the safety filter's);
+    with `build=False` the spec is only checked (None is returned)."""
     spec = check_keys(where, spec, COST_KEYS)
     built_terms = {}
     if terms:
@@ -107,19 +113,20 @@ def build_cost(spec: Any, where: str = "agent.cost", terms: bool = True, extra_m
             entry = check_keys(entry_where, entry, TERM_KEYS)
             weight = check_number(f"{entry_where}.weight", entry.get("weight", 1.0))
             term = plugin("cost_term", {k: v for k, v in entry.items() if k != "weight"}, entry_where,
-                          default_name=name, name_key="plugin")
+                          default_name=name, name_key="plugin", build=build)
             built_terms[name] = (term, weight)
     guardrails = {}
     for name, entry in check_keys(f"{where}.guardrails", spec.get("guardrails"), set(spec.get("guardrails") or {})).items():
         entry_where = f"{where}.guardrails.{name}"
         guardrails[name] = plugin("guardrail", check_keys(entry_where, entry, GUARDRAIL_KEYS), entry_where,
-                                  default_name=name, name_key="plugin", extra_margin=extra_margin)
+                                  default_name=name, name_key="plugin", extra_margin=extra_margin, build=build)
     critic, critic_weight = None, 1.0
     if terms and spec.get("critic"):
         critic_spec = check_keys(f"{where}.critic", spec["critic"], CRITIC_KEYS)
         critic_weight = check_number(f"{where}.critic.weight", critic_spec.get("weight", 1.0))
-        critic = plugin("critic", {k: v for k, v in critic_spec.items() if k != "weight"}, f"{where}.critic")
-    return IntrinsicCost(built_terms, guardrails, critic, critic_weight)
+        critic = plugin("critic", {k: v for k, v in critic_spec.items() if k != "weight"}, f"{where}.critic",
+                        build=build)
+    return IntrinsicCost(built_terms, guardrails, critic, critic_weight) if build else None
 
 
 def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
@@ -153,53 +160,73 @@ def build_safety(agent_cfg: Mapping[str, Any]) -> SafetyFilter | None:
     return SafetyFilter(world_model, guardrails, directions=directions)
 
 
-def build_agent(agent_cfg: Mapping[str, Any]) -> Agent:
-    """An Agent from the `agent` section of a config (plain containers, not OmegaConf)."""
+def build_agent(agent_cfg: Mapping[str, Any], runtime: ModuleHandles | None = None, name: str | None = None) -> Agent:
+    """An Agent from the `agent` section of a config (plain containers, not OmegaConf), built once.
+
+    `runtime` supplies the module handles (default: built in this process); `name` (default `agent.name`)
+    names the agent in telemetry and on its control endpoint. Every part of the config
+    is checked, and the safety filter and upper levels (which always run here) are built, before the
+    runtime is asked for modules, so a config error never starts a process.
+    """
+    runtime = runtime if runtime is not None else InProcess()
+    agent_cfg = dict(agent_cfg)
+    options = check_agent_config(agent_cfg, modules=not runtime.in_process)  # built elsewhere: checked here
+    built: list = []
+    try:
+        safety = build_safety(agent_cfg)
+        built += [safety.world_model, safety.cost] if safety is not None else []
+        hierarchy = build_hierarchy(agent_cfg.get("hierarchy"))
+        built += [hierarchy] if hierarchy is not None else []
+        modules = runtime.modules(agent_cfg, options.loop)
+        built += modules.all()
+        if modules.perception.state_dim != modules.world_model.state_dim:
+            raise ConfigError(
+                f"agent.perception gives states of {modules.perception.state_dim} values but agent.world_model "
+                f"expects {modules.world_model.state_dim}: make their dimensions agree"
+            )
+        if safety is not None:
+            _check_models_agree(safety.world_model, modules.world_model, same_states=not options.safety_on_measured)
+        agent = Agent(modules, options, safety=safety, hierarchy=hierarchy, runtime=runtime,
+                      name=name or str(agent_cfg.get("name", "agent")))
+    except BaseException:
+        for part in built:
+            part.close()
+        runtime.close()
+        raise
+    agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
+    agent.specs = {name: dict(agent_cfg[name]) for name in modules.named()}
+    return agent
+
+
+def check_agent_config(agent_cfg: Mapping[str, Any], modules: bool = True) -> AgentOptions:
+    """Check the `agent` section of a config without building anything: its keys, its options (returned)
+    and, with `modules`, every module's spec (plugin names and parameters)."""
     agent_cfg = check_keys("agent", agent_cfg, AGENT_KEYS)
     missing = sorted({"configurator", "perception", "world_model", "cost", "memory", "actor"} - set(agent_cfg))
     if missing:
         raise ConfigError(f"agent: missing section(s) {missing}")
+    options = agent_options(agent_cfg)
+    if modules:
+        for name in MODULE_NAMES:
+            if agent_cfg.get(name):
+                build_module(name, agent_cfg[name], build=False)
+    return options
+
+
+def agent_options(agent_cfg: Mapping[str, Any]) -> AgentOptions:
+    """The agent's options (`loop`, `safety`, `goal_from`) from the `agent` section of a config, checked."""
     loop_spec = check_keys("agent.loop", agent_cfg.get("loop"), {f.name for f in dataclasses.fields(LoopConfig)})
-    loop = LoopConfig(**loop_spec)
-    modules = Modules(
-        configurator=plugin("configurator", agent_cfg["configurator"], "agent.configurator"),
-        perception=plugin("perception", agent_cfg["perception"], "agent.perception"),
-        world_model=plugin("world_model", agent_cfg["world_model"], "agent.world_model"),
-        cost=build_cost(agent_cfg["cost"]),
-        memory=plugin("memory", agent_cfg["memory"], "agent.memory"),
-        actor=plugin("actor", agent_cfg["actor"], "agent.actor"),
-        mode1=plugin("actor", agent_cfg["mode1"], "agent.mode1") if agent_cfg.get("mode1") else None,
-    )
-    if modules.perception.state_dim != modules.world_model.state_dim:
-        raise ConfigError(
-            f"agent.perception gives states of {modules.perception.state_dim} values but agent.world_model "
-            f"expects {modules.world_model.state_dim}: make their dimensions agree"
-        )
-    safety = build_safety(agent_cfg)
-    measured = (agent_cfg.get("safety") or {}).get("state", "perceived") == "measured"
-    if safety is not None:
-        _check_models_agree(safety.world_model, modules.world_model, same_states=not measured)
     goal_from = agent_cfg.get("goal_from", "task")
     if goal_from not in GOAL_SOURCES:
         raise ConfigError(f"agent.goal_from must be one of {GOAL_SOURCES}, got {goal_from!r}")
-    options = AgentOptions(
-        loop=loop,
-        safety_on_measured=safety is not None and measured,
+    safety = check_keys("agent.safety", agent_cfg.get("safety"), SAFETY_KEYS)
+    return AgentOptions(
+        loop=LoopConfig(**loop_spec),
+        safety_on_measured=safety.get("enabled", True) is not False and safety.get("state") == "measured",
         goal_from_observation=goal_from == "observation",
-        safety_follows_planner=not (agent_cfg.get("safety") or {}).get("world_model"),
-        safety_margin=check_number("agent.safety.extra_margin",
-                                   (agent_cfg.get("safety") or {}).get("extra_margin", 0.0)),
+        safety_follows_planner=not safety.get("world_model"),
+        safety_margin=check_number("agent.safety.extra_margin", safety.get("extra_margin", 0.0)),
     )
-    try:
-        hierarchy = build_hierarchy(agent_cfg.get("hierarchy"))
-    except BaseException:
-        for m in modules.all() + ([safety.world_model, safety.cost] if safety is not None else []):
-            m.close()
-        raise
-    agent = Agent(modules, options, safety=safety, hierarchy=hierarchy)
-    agent.plugins = {name: describe(agent_cfg[name]) for name in modules.named()}
-    agent.specs = {name: dict(agent_cfg[name]) for name in modules.named()}
-    return agent
 
 
 def build_hierarchy(spec: Any, where: str = "agent.hierarchy") -> Hierarchy | None:
@@ -308,32 +335,3 @@ def check_frames_match(agent: Agent, world: World) -> None:
         if want != have:
             raise ConfigError(f"agent.perception was trained on frames with {name}={want} but the world renders "
                               f"{name}={have}: set world.params.{name}={want}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Top-level settings of `amiagent run`, checked at launch."""
-
-    seed: int = 0
-    episodes: int = 1
-    realtime: bool = False
-    progress: bool = True
-    run_dir: str | None = None
-    plot: bool = True
-    lockstep: bool = False
-
-    def __post_init__(self) -> None:
-        for name, kind, minimum in (("seed", int, 0), ("episodes", int, 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
-                raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("realtime", "progress", "plot", "lockstep"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.run_dir is not None and not isinstance(self.run_dir, str):
-            raise ConfigError(f"run_dir must be a path or null, got {self.run_dir!r}")
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> RunConfig:
-        """The run settings of a composed config (its other sections are ignored)."""
-        return cls(**{f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name in cfg})

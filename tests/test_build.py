@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amiagent import checks, registry
-from amiagent.build import RunConfig, build_agent, build_cost, build_safety, build_world, check_body_fits
+from amiagent.build import build_agent, build_cost, build_safety, build_world, check_body_fits
 from amiagent.contracts import Critic
 from amiagent.cost import IntrinsicCost
 from amiagent.errors import ConfigError, ContractError, PluginError
@@ -139,20 +139,6 @@ def test_cost_checker_catches_negative_violation():
 
     with pytest.raises(ContractError, match="violation must be >= 0"):
         checks.check_cost(IntrinsicCost({}, {"neg": _NegativeGuardrail()}))
-
-
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("episodes", 0, "episodes must be an integer >= 1"),
-    ("episodes", "abc", "episodes must be an integer >= 1"),
-    ("seed", -5, "seed must be an integer >= 0"),
-    ("seed", 1.5, "seed must be an integer >= 0"),
-    ("realtime", "maybe", "realtime must be true or false"),
-    ("run_dir", 3, "run_dir must be a path or null"),
-])
-def test_run_settings_are_checked(navigator_config, field, value, message):
-    navigator_config[field] = value
-    with pytest.raises(ConfigError, match=message):
-        RunConfig.from_config(navigator_config)
 
 
 def test_model_with_more_authority_than_the_body_is_refused(navigator_config):

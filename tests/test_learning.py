@@ -208,12 +208,12 @@ def test_the_pixel_agent_runs_under_ray_with_its_goal_image_encoded(ray_cluster,
     from amiagent.build import build_world
     from amiagent.config import load_config
     from amiagent.runtime.local import run_episode
-    from amiagent.runtime.ray import RayAgent
+    from amiagent.runtime.ray import ray_agent
 
     cfg = load_config(["agent=jepa", "world=open_field", "runtime=local", "world.params.camera=true",
                        "world.params.n_zones=1", "world.params.max_steps=12", "+agent.loop.lockstep=true",
                        f"agent.checkpoint={tiny_checkpoint}"])
-    agent, world = RayAgent(cfg["agent"], {"placement": "pod"}), build_world(cfg["world"])
+    agent, world = ray_agent(cfg["agent"], {"placement": "pod"}), build_world(cfg["world"])
     try:
         assert agent.options.goal_from_observation and agent.options.safety_on_measured
         episode = run_episode(agent, world, 1)

@@ -25,7 +25,8 @@ from amiagent.bus import Subscriber
 from amiagent.config import load_config
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.runtime.local import run_episode
-from amiagent.runtime.ray import UNANSWERED_LIMIT, RayAgent, host, plan_groups, require_plain
+from amiagent.runtime.ray import host, plan_groups, ray_agent, require_plain
+from amiagent.runtime.supervisor import UNANSWERED_LIMIT
 from amiagent.telemetry import TelemetryPublisher
 
 COST_SPEC = {"terms": {"goal_distance": {"weight": 1.0}}, "guardrails": {"keep_out": {}}}
@@ -80,7 +81,7 @@ def agents(ray_cluster, composed):
     started = {}
     try:
         for placement in PLACEMENTS:
-            started[placement] = RayAgent(_agent_cfg(composed), _runtime(composed, placement))
+            started[placement] = ray_agent(_agent_cfg(composed), _runtime(composed, placement))
         yield started
     finally:
         for agent in started.values():
@@ -113,7 +114,7 @@ def _same_episode(got, want) -> None:
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_each_placement_runs_the_local_episodes_action_for_action(agents, world, placement, local_episodes):
     agent = agents[placement]
-    groups = agent.placement()
+    groups = agent.runtime.placement()
     assert len({g["pid"] for g in groups.values()}) == len(groups)  # one process per group
     for seed in SEEDS:
         episode = run_episode(agent, world, seed)
@@ -125,7 +126,7 @@ def test_each_placement_runs_the_local_episodes_action_for_action(agents, world,
 
 def test_a_named_placement_takes_its_groups_from_the_runtime_config(agents, composed):
     named = composed["runtime"]["placements"]["planner"]["planner"]["modules"]
-    groups = agents["planner"].placement()
+    groups = agents["planner"].runtime.placement()
     assert groups["planner"]["modules"] == named == ["actor", "world_model", "cost"]
     # every module the placement does not name gets an actor of its own
     assert {g: v["modules"] for g, v in groups.items() if g != "planner"} == \
@@ -134,9 +135,9 @@ def test_a_named_placement_takes_its_groups_from_the_runtime_config(agents, comp
 
 def test_separate_placement_crosses_processes_every_planner_iteration(agents, world):
     agent = agents["separate"]
-    before = agent.cross_process_calls()
+    before = agent.runtime.cross_process_calls()
     episode = run_episode(agent, world, 0)
-    per_cycle = (agent.cross_process_calls() - before) / episode.steps
+    per_cycle = (agent.runtime.cross_process_calls() - before) / episode.steps
     # 10 CEM iterations, each a rollout and an evaluation, plus perception, the plan and memory
     assert per_cycle >= 20
 
@@ -144,22 +145,22 @@ def test_separate_placement_crosses_processes_every_planner_iteration(agents, wo
 def test_killing_a_module_mid_episode_is_survived_and_measured(agents, world):
     agent = agents["separate"]
     assert not agent.down
-    restarts = agent.placement()["actor"]["restarts"]
+    restarts = agent.runtime.placement()["actor"]["restarts"]
     killed = {}
 
     def kill(cycle):
         if cycle.index == KILL_AT:
-            killed["pid"] = agent.host_pid("actor")
+            killed["pid"] = agent.runtime.host_pid("actor")
             os.kill(killed["pid"], signal.SIGKILL)
             _wait_until(lambda: "actor" in agent.down, "the actor's death")
         if cycle.index == KILL_AT + DOWN_CYCLES:
-            assert agent.wait_restarts(EVENT_TIMEOUT_S), "the actor's group was not restarted"
+            assert agent.runtime.wait_restarts(EVENT_TIMEOUT_S), "the actor's group was not restarted"
 
     episode = run_episode(agent, world, 3, on_cycle=kill)
     assert episode.status == "reached" and episode.total_violations == 0
     assert all(c.checked for c in episode.cycles)  # every command passed the safety filter, down or not
-    assert agent.host_pid("actor") != killed["pid"] and agent.placement()["actor"]["restarts"] == restarts + 1
-    recovery = agent.recoveries[-1]
+    assert agent.runtime.host_pid("actor") != killed["pid"] and agent.runtime.placement()["actor"]["restarts"] == restarts + 1
+    recovery = agent.runtime.recoveries[-1]
     assert recovery.group == "actor" and recovery.restart == restarts + 1 and recovery.seconds > 0
     down, up = episode.cycles[KILL_AT + 1], episode.cycles[KILL_AT + DOWN_CYCLES + 1]
     assert "down actor" in _events(down) and "up actor" in _events(up)
@@ -177,15 +178,15 @@ def test_memory_restores_what_it_held_after_a_kill(agents, world):
     def kill(cycle):
         if cycle.index == KILL_AT:
             held["records"] = agent.modules.memory.recent(100_000)
-            os.kill(agent.host_pid("memory"), signal.SIGKILL)
+            os.kill(agent.runtime.host_pid("memory"), signal.SIGKILL)
             _wait_until(lambda: "memory" in agent.down, "the memory's death")
         if cycle.index == KILL_AT + DOWN_CYCLES:
-            assert agent.wait_restarts(EVENT_TIMEOUT_S), "the memory's group was not restarted"
+            assert agent.runtime.wait_restarts(EVENT_TIMEOUT_S), "the memory's group was not restarted"
 
     before = len(agent.modules.memory)
     episode = run_episode(agent, world, 4, on_cycle=kill)
     assert episode.status == "reached" and episode.total_violations == 0
-    assert agent.recoveries[-1].group == "memory"
+    assert agent.runtime.recoveries[-1].group == "memory"
     assert "up memory" in _events(episode.cycles[KILL_AT + DOWN_CYCLES + 1])
     restored = agent.modules.memory.recent(100_000)
     held = held["records"]
@@ -204,11 +205,11 @@ def test_a_hung_module_is_restarted_like_a_dead_one(agents, world):
 
     def freeze(cycle):  # SIGSTOP: the process is alive but answers nothing
         if cycle.index == KILL_AT:
-            stopped["pid"] = agent.host_pid("perception")
+            stopped["pid"] = agent.runtime.host_pid("perception")
             os.kill(stopped["pid"], signal.SIGSTOP)
         if cycle.index == last_unanswered:
             _wait_until(lambda: "perception" in agent.down, "the hang taken for a death")
-            assert agent.wait_restarts(EVENT_TIMEOUT_S), "the hung group was not restarted"
+            assert agent.runtime.wait_restarts(EVENT_TIMEOUT_S), "the hung group was not restarted"
 
     try:
         episode = run_episode(agent, world, 7, on_cycle=freeze)
@@ -224,7 +225,7 @@ def test_a_hung_module_is_restarted_like_a_dead_one(agents, world):
     assert _sources(frozen) == ["stop"] * UNANSWERED_LIMIT and all(c.halt for c in frozen)  # no state, no motion
     back = episode.cycles[last_unanswered + 1]
     assert "hung perception" in _events(back) and "recovered" in _events(back) and back.source == "plan"
-    assert agent.host_pid("perception") != stopped["pid"] and agent.recoveries[-1].group == "pod"
+    assert agent.runtime.host_pid("perception") != stopped["pid"] and agent.runtime.recoveries[-1].group == "pod"
 
 
 PROBE = 10**6
@@ -237,7 +238,7 @@ def _probe_cycle() -> Cycle:
 
 
 def test_hot_swap_mid_episode_is_visible_in_telemetry_and_never_skips_a_check(ray_cluster, composed, world):
-    agent = RayAgent(_agent_cfg(composed), _runtime(composed, "pod"))  # its own: the swaps change it
+    agent = ray_agent(_agent_cfg(composed), _runtime(composed, "pod"))  # its own: the swaps change it
     telemetry = TelemetryPublisher("tcp://127.0.0.1:0", agent.name)
     listener = Subscriber(telemetry.endpoint, ["telemetry/"])
     swapped = {}
@@ -305,9 +306,9 @@ def test_modules_on_two_nodes_talk_over_tcp(ray_cluster, composed, world, local_
     placement = {"far": {"modules": ["world_model", "cost"], "labels": {"zone": "lab"}},  # by node label
                  "store": {"modules": ["memory"], "resources": {"node_b": 0.01}},  # by custom resource
                  "near": {"modules": ["configurator", "perception", "actor"], "node": head}}  # by node id
-    agent = RayAgent(_agent_cfg(composed), {"placement": placement})
+    agent = ray_agent(_agent_cfg(composed), {"placement": placement})
     try:
-        groups = agent.placement()
+        groups = agent.runtime.placement()
         assert groups["near"]["node_id"] == head
         assert groups["far"]["node_id"] == groups["store"]["node_id"] != head
         assert all(e.startswith("tcp://") for g in groups.values() for e in g["endpoints"].values())
@@ -321,20 +322,20 @@ def test_modules_on_two_nodes_talk_over_tcp(ray_cluster, composed, world, local_
 def test_restarts_exhausted_stop_the_body_and_end_the_episode_as_module_failed(ray_cluster, composed, world):
     placement = {"planner": {"modules": ["actor", "world_model", "cost"], "max_restarts": 0},
                  "rest": {"modules": ["configurator", "perception", "memory"]}}
-    agent = RayAgent(_agent_cfg(composed), _runtime(composed, placement))
+    agent = ray_agent(_agent_cfg(composed), _runtime(composed, placement))
     killed_at = 5
 
     def kill(cycle):
         if cycle.index == killed_at:
-            os.kill(agent.host_pid("actor"), signal.SIGKILL)
+            os.kill(agent.runtime.host_pid("actor"), signal.SIGKILL)
             _wait_until(lambda: "actor" in agent.down, "the planner group's death")
-            assert agent.wait_restarts(EVENT_TIMEOUT_S), "the supervisor did not give up on the group"
+            assert agent.runtime.wait_restarts(EVENT_TIMEOUT_S), "the supervisor did not give up on the group"
 
     try:
         episode = run_episode(agent, world, 0, on_cycle=kill)
         with pytest.raises(AmiagentError, match="cannot start: group planner died after 0 restart"):
             run_episode(agent, world, 1)
-        assert agent.placement()["planner"]["alive"] is False and agent.recoveries == []
+        assert agent.runtime.placement()["planner"]["alive"] is False and agent.runtime.recoveries == []
     finally:
         agent.close()
     assert episode.status == "module_failed" and not episode.success
@@ -349,21 +350,21 @@ def test_a_group_no_node_can_take_is_reported(ray_cluster, composed):
     placement = {"nowhere": {"modules": ["memory"], "num_cpus": 64},  # the cluster has 2
                  "rest": {"modules": ["configurator", "perception", "world_model", "cost", "actor"]}}
     with pytest.raises(AmiagentError, match="did not start within 3 s.*resources"):
-        RayAgent(_agent_cfg(composed), {"placement": placement, "supervision": {"start_timeout_s": 3}})
+        ray_agent(_agent_cfg(composed), {"placement": placement, "supervision": {"start_timeout_s": 3}})
     with pytest.raises(ConfigError, match="no node of this Ray cluster offers 1 'gpu_box'.*node_b"):
-        RayAgent(_agent_cfg(composed), {"placement": {"x": {"modules": ["memory"], "resources": {"gpu_box": 1}}}})
+        ray_agent(_agent_cfg(composed), {"placement": {"x": {"modules": ["memory"], "resources": {"gpu_box": 1}}}})
     with pytest.raises(ConfigError, match="no live Ray node 'moon'"):
-        RayAgent(_agent_cfg(composed), {"placement": {"x": {"modules": ["memory"], "node": "moon"}}})
+        ray_agent(_agent_cfg(composed), {"placement": {"x": {"modules": ["memory"], "node": "moon"}}})
 
 
 def test_close_leaves_no_actor_process_or_state_behind(ray_cluster, composed):
     # the shipped "sensing" placement: two groups, so two actors to see end
-    agent = RayAgent(_agent_cfg(composed), _runtime(composed, "sensing"))
-    groups = agent.placement()
+    agent = ray_agent(_agent_cfg(composed), _runtime(composed, "sensing"))
+    groups = agent.runtime.placement()
     assert {g: v["modules"] for g, v in groups.items()} == \
         {"sensing": ["perception"], "core": ["configurator", "world_model", "cost", "memory", "actor"]}
     pids = [g["pid"] for g in groups.values()]
-    state_dir = agent._state_dir
+    state_dir = agent.runtime.state_dir
     agent.close()
     agent.close()
     assert not os.path.exists(state_dir)
@@ -384,7 +385,7 @@ def test_in_lockstep_a_cycles_calls_wait_as_long_as_any_call(ray_cluster, compos
     there, and one control period otherwise (a slow module then costs a cycle, never the body's safety)."""
     import dataclasses
 
-    agent = RayAgent(_agent_cfg(composed), _runtime(composed, "pod", call_timeout_s=1.5))
+    agent = ray_agent(_agent_cfg(composed), _runtime(composed, "pod", call_timeout_s=1.5))
     try:
         cycle_calls = [agent.modules.perception, agent.modules.memory, agent.modules.world_model]
         assert agent.loop.lockstep and [m.cycle_timeout for m in cycle_calls] == [1.5] * 3
@@ -429,9 +430,9 @@ def test_bad_spec_in_an_actor_reports_the_plugin_error(ray_cluster):
 def test_config_errors_surface_before_any_actor_starts(ray_cluster, composed):
     bad = {**_agent_cfg(composed), "world_model": {"name": "point_mass", "params": {"mass": 3}}}
     with pytest.raises(AmiagentError, match=r"agent\.world_model.*unknown parameter\(s\) mass"):
-        RayAgent(bad, {"placement": "pod"})
+        ray_agent(bad, {"placement": "pod"})
     with pytest.raises(ConfigError, match="unknown placement 'podd'"):
-        RayAgent(_agent_cfg(composed), {"placement": "podd"})
+        ray_agent(_agent_cfg(composed), {"placement": "podd"})
 
 
 # --------------------------------------------------------------------------- without Ray running
@@ -463,7 +464,7 @@ def test_bad_placements_are_refused_with_the_config_path(placement, message):
 
 
 def test_an_unreachable_cluster_address_fails_fast():
-    from amiagent.runtime.ray import _check_reachable
+    from amiagent.runtime.session import _check_reachable
 
     with pytest.raises(AmiagentError, match="no Ray cluster answers at runtime.address=127.0.0.1:1"):
         _check_reachable("127.0.0.1:1")
@@ -513,7 +514,7 @@ def test_a_hierarchical_agent_runs_its_upper_level_in_the_driver_as_under_local(
         want = run_episode(local, w, 2)  # the seed where the flat agent sticks behind the wall
     finally:
         local.close()
-    agent = RayAgent(copy.deepcopy(cfg["agent"]), {"placement": "pod"})
+    agent = ray_agent(copy.deepcopy(cfg["agent"]), {"placement": "pod"})
     try:
         assert agent.hierarchy is not None and [lv.name for lv in agent.hierarchy.levels] == ["waypoints"]
         episode = run_episode(agent, w, 2)

@@ -1,23 +1,7 @@
-"""The agent: six modules and the parts that run their cycle.
+"""The agent: the object that wires its parts (see the package docstring) and runs the cycle.
 
     body.observe -> perception.encode -> actor.act -> safety filter -> body.command
                                                                    -> memory.write
-
-`Agent` only wires its parts, each in its own module:
-- `PlanScheduler` (scheduler.py): level 0's plans on a worker thread, under a
-  deadline; late plans, and the last valid plan's later steps.
-- `LevelClock` (levels.py): the upper hierarchy levels, on their own thread.
-- `Arbiter` (arbiter.py): plan, else fallback, then the safety filter, else stop.
-- `Health` (health.py): modules down or gone for good, and work queued for a
-  cycle boundary (a module coming back, a hot swap).
-- `Swapper` (swap.py): module replacement at a cycle boundary only.
-- `Outbox` (outbox.py): memory records, kept in order while memory is away.
-
-Modules may live in other processes (the Ray runtime) and go down. A runtime
-marks them with `module_down(...)`; the cycle then never calls them: without
-perception the body is stopped, without the planning chain (actor, world model,
-cost) the cycle falls back as for a late plan, and memory records wait in the
-outbox.
 """
 
 from __future__ import annotations
@@ -34,6 +18,7 @@ import torch
 
 from amiagent.agent.arbiter import Arbiter, check_state
 from amiagent.agent.goals import goal_problem
+from amiagent.agent.handles import InProcess, ModuleHandles
 from amiagent.agent.health import Health
 from amiagent.agent.levels import LevelClock
 from amiagent.agent.options import (LOCKSTEP_GRACE_S, PLANNER_GRACE_S, PLANNING_CHAIN, AgentOptions, LoopConfig,
@@ -61,13 +46,16 @@ class Agent:
     filter its own world model and cost (as `build_agent` does) or make sure
     the shared ones tolerate being called from two threads at once.
     `safety=None` turns the filter off (for measuring what it prevents only).
-    `hierarchy`: upper planning levels handing level 0 its subgoals.
+    `hierarchy`: upper planning levels handing level 0 its subgoals. `runtime`: where the modules live
+    (default: this process); it is told of the agent's timing, starts and swaps, and closed with it.
     """
 
     def __init__(self, modules: Modules, options: AgentOptions | LoopConfig | None = None,
-                 safety: SafetyFilter | None | object = SHARED_MODULES, hierarchy: Hierarchy | None = None):
+                 safety: SafetyFilter | None | object = SHARED_MODULES, hierarchy: Hierarchy | None = None,
+                 runtime: ModuleHandles | None = None, name: str = "agent"):
         if isinstance(options, LoopConfig) or options is None:
             options = AgentOptions(loop=options or LoopConfig())
+        self.name = name
         self.options = options
         self.modules = modules
         modules.bind_actors()
@@ -101,6 +89,8 @@ class Agent:
         """Module name -> the plain config spec it was built from (kept up to date by swaps)."""
         self.plugins: dict[str, str] = {}
         """Module name -> label of the plugin it runs (kept up to date by swaps)."""
+        self.runtime = runtime if runtime is not None else InProcess()
+        self.runtime.attach(self)
 
     # ------------------------------------------------------------------ parts, as the rest of the code sees them
 
@@ -113,6 +103,7 @@ class Agent:
     def loop(self, loop: LoopConfig) -> None:
         self.options = dataclasses.replace(self.options, loop=loop)
         self.scheduler.loop = loop
+        self.runtime.loop_changed(loop)
 
     @property
     def safety(self) -> SafetyFilter | None:
@@ -157,13 +148,16 @@ class Agent:
     def swap(self, name: str, module: Module, *, label: str = "", safety_world_model: WorldModel | None = None,
              safety_cost: Cost | None = None, spec: Mapping[str, Any] | None = None) -> SwapTicket:
         """Replace module `name` by `module` at the next cycle boundary (see `Swapper.swap`)."""
+        if not self.runtime.in_process:
+            raise ConfigError("this agent's modules live in other processes: swap them with "
+                              "swap_plugin(name, spec)")
         return self.swapper.swap(name, module, label=label, safety_world_model=safety_world_model,
                                  safety_cost=safety_cost, spec=spec)
 
     def swap_plugin(self, name: str, spec: Mapping[str, Any]) -> SwapTicket:
         """Replace module `name` at the next cycle boundary by one built from its spec merged with `spec`
         (`{"params": {"substeps": 12}}` changes one parameter); see `Swapper.swap_plugin`."""
-        return self.swapper.swap_plugin(name, spec)
+        return self.runtime.swap_plugin(self, name, spec)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,6 +167,7 @@ class Agent:
         With the first observation, one plan is made and thrown away on the
         planning thread, so one-off start-up costs do not eat the first deadline.
         """
+        self.runtime.before_start(self)
         settings = self.modules.configurator.configure(task)
         if self.options.goal_from_observation:
             settings = dataclasses.replace(settings, goal=self._encode_goal(task))
@@ -243,12 +238,16 @@ class Agent:
         if self._closed:
             return
         self._closed = True
+        self.runtime.detach()
         self._drop_pending()
         self.scheduler.close()
         for module in self.modules.all() + self.safety_modules:
             module.close()
-        if self.levels is not None:
-            self.levels.close()
+        try:
+            if self.levels is not None:
+                self.levels.close()
+        finally:
+            self.runtime.close()
 
     # ------------------------------------------------------------------ the cycle
 

@@ -158,13 +158,13 @@ def _figures(times: list[float]) -> dict[str, float]:
 
 
 def _fleet(agent_cfg: dict, world_cfg: dict, size: int, seed: int, console: Console) -> dict[str, Any]:
-    from amiagent.runtime.ray import RayAgent
+    from amiagent.runtime.ray import ray_agent
 
     sampler = MemorySampler()
     agents, worlds, outcomes = [], [], []
     try:
         for i in range(size):
-            agents.append(RayAgent(agent_cfg, {"placement": "pod"}, name=f"navigator-{i}"))
+            agents.append(ray_agent(agent_cfg, {"placement": "pod"}, name=f"navigator-{i}"))
             worlds.append(build_world(world_cfg))
         for i, (agent, world) in enumerate(zip(agents, worlds)):
             _, status, violations = _agent_episode(agent, world, seed + i)
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) -> int:
-    from amiagent.runtime.ray import RayAgent
+    from amiagent.runtime.ray import ray_agent
 
     agent_cfg, world_cfg = cfg["agent"], cfg["world"]
     sampler = MemorySampler()
@@ -250,15 +250,15 @@ def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) 
             runners["monolithic"] = Monolithic(agent_cfg)
             runners["local"] = build_agent(agent_cfg)
             for variant, placement in PLACEMENTS.items():
-                runners[variant] = RayAgent(agent_cfg, {"placement": placement}, name=variant.replace(" ", "-"))
+                runners[variant] = ray_agent(agent_cfg, {"placement": placement}, name=variant.replace(" ", "-"))
         me = os.getpid()
         for variant in VARIANTS:
             agent = runners[variant]
-            if isinstance(agent, RayAgent):
-                sampler.watch(variant, lambda a=agent: [me] + [g["pid"] for g in a.placement().values()])
+            if variant in PLACEMENTS:  # modules in Ray actors
+                sampler.watch(variant, lambda a=agent: [me] + [g["pid"] for g in a.runtime.placement().values()])
             else:
                 sampler.watch(variant, lambda: [me])
-        before = {v: runners[v].cross_process_calls() for v in PLACEMENTS}
+        before = {v: runners[v].runtime.cross_process_calls() for v in PLACEMENTS}
         cycles = dict.fromkeys(VARIANTS, 0)
         rng = random.Random(args.seed)
         with console.status("running episodes...") as status:
@@ -279,7 +279,7 @@ def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) 
                     outcomes[variant].append((done, violations))
                     sampler.sample(variant)
         for v in PLACEMENTS:
-            calls[v] = (runners[v].cross_process_calls() - before[v]) / max(cycles[v], 1)
+            calls[v] = (runners[v].runtime.cross_process_calls() - before[v]) / max(cycles[v], 1)
     finally:
         for runner in runners.values():
             runner.close()

@@ -100,24 +100,24 @@ def running(cfg: dict, run: RunConfig, runtime: LocalRuntime, out) -> Iterator[t
 
 def _start_agent(cfg: dict, out):
     """The agent of a composed config under its runtime, and the Ray session it opened (or None)."""
-    from amiagent.build import build_agent
+    from amiagent.build import build_agent, check_agent_config
 
     rt = cfg["runtime"]
     if rt["name"] == "local":
         return build_agent(cfg["agent"]), None
-    from amiagent.runtime.ray import RayAgent, RaySession
+    from amiagent.runtime.ray import RaySession, ray_agent
 
-    build_agent(cfg["agent"]).close()  # the modules' own errors, before Ray starts
+    check_agent_config(cfg["agent"])  # every module's spec, before Ray starts (the agent is built once, below)
     where = "an embedded Ray instance" if rt.get("address") is None else f"Ray at {rt['address']}"
     with out.status(f"starting {where} and the agent's modules..."):
         session = RaySession(rt.get("address"), namespace=rt.get("namespace") or "amiagent",
                              logs=bool(rt.get("ray_logs")))
         try:
-            agent = RayAgent(cfg["agent"], rt)
+            agent = ray_agent(cfg["agent"], rt)
         except BaseException:
             session.close()
             raise
-    groups = "; ".join(f"{name} ({', '.join(g['modules'])})" for name, g in agent.placement().items())
+    groups = "; ".join(f"{name} ({', '.join(g['modules'])})" for name, g in agent.runtime.placement().items())
     out.print(f"ray runtime, placement {rt.get('placement')!s}: {groups}")
     return agent, session
 

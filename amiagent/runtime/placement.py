@@ -8,6 +8,7 @@ path. `require_plain` refuses anything but plain containers crossing into Ray.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from amiagent.errors import ConfigError
 PLACEMENTS = ("pod", "separate")
 GROUP_KEYS = {"modules", "num_cpus", "resources", "node", "labels", "max_restarts", "backoff_s", "backoff_max_s"}
 ACTOR_KEYS = {"num_cpus", "resources", "node", "labels"}
+RUNTIME_KEYS = {"name", "address", "namespace", "placement", "placements", "actors", "supervision", "ray_logs",
+                "torch_threads", "telemetry", "control", "state_dir"}
 SUPERVISION_KEYS = {"max_restarts", "backoff_s", "backoff_max_s", "call_timeout_s", "start_timeout_s"}
 
 
@@ -156,3 +159,20 @@ def plan_groups(placement: Any, modules: Iterable[str], *, placements: Mapping[s
     return out
 
 
+def check_runtime_config(agent_cfg: dict, runtime_cfg: dict) -> tuple[list[Group], Supervision, int]:
+    """Check the `runtime` section against the agent before anything starts: keys, placement, restart
+    policy, torch threads and state directory. Returns the groups, the policy and the thread count."""
+    runtime_cfg = check_keys("runtime", runtime_cfg, RUNTIME_KEYS)
+    require_plain(agent_cfg, "agent")
+    require_plain(runtime_cfg, "runtime")
+    threads = runtime_cfg.get("torch_threads") or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"runtime.torch_threads must be an integer >= 1, got {threads!r}")
+    supervision = Supervision.from_config(runtime_cfg.get("supervision"))
+    module_names = [m for m in MODULE_NAMES if agent_cfg.get(m)]
+    groups = plan_groups(runtime_cfg.get("placement", "pod"), module_names, placements=runtime_cfg.get("placements"),
+                         actors=runtime_cfg.get("actors"), supervision=supervision)
+    root = runtime_cfg.get("state_dir")
+    if root is not None and not os.path.isdir(str(root)):
+        raise ConfigError(f"runtime.state_dir {root!r} is not a directory")
+    return groups, supervision, threads
