@@ -325,7 +325,7 @@ def check_frames_match(agent: Agent, world: World) -> None:
     inputs the encoder never saw: its latents, and every plan on them, would
     be off without any error. Refused, naming the setting to change.
     """
-    trained = (getattr(agent.modules.perception, "info", None) or {}).get("world_params")
+    trained = agent.modules.perception.info.get("world_params")
     params = getattr(world, "params", None)
     if not trained or not dataclasses.is_dataclass(params) or not getattr(params, "camera", False):
         return

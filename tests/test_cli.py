@@ -249,3 +249,28 @@ def test_eval_writes_table_csv_json_plot_and_repeats_itself_under_the_same_seeds
 def test_eval_rejects_bad_options_clearly(capsys):
     code, out, _ = _main(capsys, "eval", "episodes=0", "runtime=local")
     assert code == 2 and "episodes must be an integer >= 1" in out
+
+
+def test_the_run_reports_each_restart_its_runtime_recorded(navigator_config, capsys):
+    """What `run` and `eval` print after an episode about restarted module groups comes from the agent's
+    runtime (here an in-process one carrying two recorded restarts; none happen in process)."""
+    from rich.console import Console
+
+    from amiagent.agent import InProcess
+    from amiagent.build import build_agent
+    from amiagent.cli.launch import report_recoveries
+    from amiagent.runtime.supervisor import Recovery
+
+    runtime = InProcess()
+    agent = build_agent(navigator_config["agent"], runtime)
+    try:
+        out = Console(force_terminal=False, width=200)
+        report_recoveries(agent, out)
+        assert capsys.readouterr().out == ""
+        runtime.recoveries += [Recovery("planner", ("actor",), 1.0, 1.5, 1), Recovery("pod", ("memory",), 2.0, 4.25, 2)]
+        report_recoveries(agent, out)
+        lines = capsys.readouterr().out.splitlines()
+        assert lines == ["group planner (actor) restarted (restart 1): modules back after 0.50 s",
+                         "group pod (memory) restarted (restart 2): modules back after 2.25 s"]
+    finally:
+        agent.close()

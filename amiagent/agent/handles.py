@@ -24,6 +24,8 @@ class ModuleHandles(Protocol):
 
     in_process: bool
     """The modules are plain objects in this process (then a module instance may be swapped in directly)."""
+    recoveries: list
+    """Restarts of modules that went down, so far (`amiagent.runtime.supervisor.Recovery`); none in process."""
 
     def modules(self, agent_cfg: Mapping[str, Any], loop: LoopConfig) -> Modules:
         """The agent's module handles, from the `agent` section of a config (already checked)."""
@@ -51,6 +53,9 @@ class InProcess:
     """Every module built and called in this process (the `local` runtime, and the default)."""
 
     in_process = True
+
+    def __init__(self) -> None:
+        self.recoveries: list = []  # modules in this process go down only with it
 
     def modules(self, agent_cfg: Mapping[str, Any], loop: LoopConfig) -> Modules:
         from amiagent.build import build_module

@@ -18,7 +18,7 @@ import torch
 from amiagent.agent.arbiter import check_actions
 from amiagent.agent.options import PLANNER_GRACE_S, LoopConfig
 from amiagent.agent.records import Counters
-from amiagent.contracts import Actor, Plan, WorldModel
+from amiagent.contracts import Actor, Plan, PlansAhead, WorldModel
 from amiagent.errors import AmiagentError, ContractError
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,9 @@ class PlanScheduler:
 
     def ask(self, actor: Actor, state: torch.Tensor, limit: float | None = None) -> cf.Future:
         """Start a plan: on the planning thread, or in the actor's own process when it is remote."""
-        begin = getattr(actor, "begin_act", None)
-        if begin is None:
-            return self.executor.submit(actor.act, state)
-        return begin(state) if limit is None else begin(state, limit=limit)
+        if isinstance(actor, PlansAhead):
+            return actor.begin_act(state) if limit is None else actor.begin_act(state, limit=limit)
+        return self.executor.submit(actor.act, state)
 
     def warm_up(self, actor: Actor, state: torch.Tensor, grace: float) -> None:
         """One plan, made and thrown away, so one-off start-up costs do not eat the first deadline."""

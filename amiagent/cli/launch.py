@@ -141,7 +141,7 @@ def _control(agent, name: str, runtime: LocalRuntime):
 
 def report_recoveries(agent, out) -> None:
     """One line per restart of a module group during the run."""
-    for r in getattr(agent, "recoveries", []):
+    for r in agent.runtime.recoveries:
         out.print(f"group {r.group} ({', '.join(r.modules)}) restarted (restart {r.restart}): "
                   f"modules back after {r.seconds:.2f} s")
 

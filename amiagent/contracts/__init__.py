@@ -34,6 +34,7 @@ from amiagent.contracts.modules import (
     Memory,
     Module,
     Perception,
+    PlansAhead,
     World,
     WorldModel,
 )
@@ -51,6 +52,7 @@ from amiagent.contracts.values import (
 
 __all__ = [
     "CONTRACTS", "MODES", "Actor", "Body", "Configurator", "Control", "Cost", "CostReport", "CostTerm", "Critic",
-    "Guardrail", "Memory", "MemoryRecord", "Module", "NoParams", "Observation", "Perception", "Plan", "Settings",
+    "Guardrail", "Memory", "MemoryRecord", "Module", "NoParams", "Observation", "Perception", "Plan", "PlansAhead",
+    "Settings",
     "Task", "World", "WorldLayout", "WorldModel",
 ]

@@ -7,9 +7,11 @@ once in `amiagent.contracts.declared`.
 
 from __future__ import annotations
 
+import math
 import types
+from concurrent.futures import Future
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -258,6 +260,20 @@ class World(Module):
     def goal_speed(self) -> float:
         """Speed (m/s) of what must reach the goal; the goal counts as reached only nearly at rest."""
         raise NotImplementedError
+
+    def min_clearance(self) -> float:
+        """Smallest distance (m) between the body and any keep-out zone since reset (negative: overlap);
+        inf when the world has no zones or does not measure it."""
+        return math.inf
+
+
+@runtime_checkable
+class PlansAhead(Protocol):
+    """An actor that can start a plan without waiting for it (a remote actor plans in its own process).
+    The agent then skips its own planning thread."""
+
+    def begin_act(self, state: torch.Tensor, limit: float | None = None) -> Future:
+        """Start planning from `state` (1, D); the future gives the Plan. `limit`: seconds it may take."""
 
 
 class Control:

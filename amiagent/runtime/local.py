@@ -183,7 +183,7 @@ def run_episode(
         goal_feasible=agent.goal_feasible,
         violations=dict(world.violations()),
         final_distance=float(world.distance_to_goal()),
-        min_clearance=float(getattr(world, "min_clearance", lambda: math.inf)()),
+        min_clearance=float(world.min_clearance()),
         missed_deadlines=counters.missed_deadlines,
         filtered=counters.filtered,
         planner_errors=counters.planner_errors,
