@@ -6,7 +6,7 @@ and faces +x. Physics runs at 1/physics_hz s with gravity on; every reset
 rebuilds the simulation from scratch, so the same seed and the same commands
 give bit-identical trajectories.
 
-Scene, drawn per seed (see `Workcell.reset`):
+Scene, drawn per seed (`Workcell._draw`, then `_populate` in the fresh simulation):
 
 * a table in front of the arm: a real collision box from the floor, its near
   edge 0.3-0.4 m from the base, top 0.10-0.30 m high;
