@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from amiagent import registry
 from amiagent.agent import MODULE_NAMES, Agent, AgentOptions, LoopConfig
@@ -276,9 +275,7 @@ def _check_models_agree(checker: WorldModel, planner: WorldModel, same_states: b
     actions, with the same bounds."""
     dims = (checker.state_dim, checker.action_dim) == (planner.state_dim, planner.action_dim) if same_states \
         else checker.action_dim == planner.action_dim
-    same = dims and bool(
-        torch.equal(checker.action_low, planner.action_low) and torch.equal(checker.action_high, planner.action_high)
-    )
+    same = dims and checker.action_space.same(planner.action_space)
     if not same:
         raise ConfigError(
             "agent.safety.world_model must have the planner's state and action dimensions and action bounds; got "
@@ -305,7 +302,7 @@ def check_body_fits(agent: Agent, world: World) -> None:
         raise ConfigError(f"the world's body takes {len(low)}-dimensional actions but agent.world_model plans "
                           f"{wm.action_dim}: choose a world model for this body")
     model_low, model_high = wm.action_low.double().numpy(), wm.action_high.double().numpy()
-    if (model_low < low - 1e-6).any() or (model_high > high + 1e-6).any():
+    if not wm.action_space.within(world.body.action_space):
         raise ConfigError(
             f"agent.world_model plans actions in {model_low.tolist()}...{model_high.tolist()} but the body only "
             f"takes {low.tolist()}...{high.tolist()}: the planner would count on authority the body does not have "

@@ -106,7 +106,7 @@ def check_world_model(wm: WorldModel, seed: int = 0) -> None:
     if not torch.allclose(shared, expanded, atol=1e-5):
         raise _fail(wm, "rollout with states of shape (1, D) must equal the rollout with the state repeated B times")
     brake = _expect_tensor(wm, "brake_action(states)", wm.brake_action(states), (BATCH, a))
-    if bool((brake < low - 1e-6).any() or (brake > high + 1e-6).any()):
+    if not wm.action_space.contains(brake):
         raise _fail(wm, "brake_action leaves the action bounds")
     _check_close_twice(wm)
 
@@ -234,7 +234,7 @@ def check_actor(actor: Actor, world_model: WorldModel | None = None, cost=None, 
     h, a, d = settings.horizon, world_model.action_dim, world_model.state_dim
     _expect_tensor(actor, "plan.actions", plan.actions, (h, a))
     _expect_tensor(actor, "plan.states", plan.states, (h, d))
-    if bool((plan.actions < world_model.action_low - 1e-6).any() or (plan.actions > world_model.action_high + 1e-6).any()):
+    if not world_model.action_space.contains(plan.actions):
         raise _fail(actor, "plan.actions leave the world model's action bounds; clamp them")
     actor.reset()
     if not torch.equal(actor.act(state).actions, plan.actions):

@@ -50,7 +50,7 @@ class IntrinsicCost(Cost):
         weights = {**self._default_weights, **settings.weights}
         self._weights = torch.tensor([float(weights[n]) for n in self.names])
         for module in self.modules():
-            module.apply(settings)
+            module.apply(settings.only(module.reads) if isinstance(module, Guardrail) else settings)
 
     def activate(self) -> None:
         super().activate()

@@ -34,7 +34,7 @@ def check_actions(actions: torch.Tensor, model: WorldModel, what: str, plan: boo
         raise ContractError(f"{what} must have shape {expected}, got {tuple(actions.shape)}")
     if not bool(torch.isfinite(actions).all()):
         raise ContractError(f"{what} holds non-finite values")
-    if bool((actions < model.action_low - 1e-6).any() or (actions > model.action_high + 1e-6).any()):
+    if not model.action_space.contains(actions):
         raise ContractError(f"{what} leaves the world model's action bounds")
 
 

@@ -7,8 +7,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from amiagent.contracts import Cost, Module, Perception, WorldModel
 from amiagent.errors import ConfigError
 
@@ -46,8 +44,8 @@ def check_swappable(name: str, old: Module, new: Module) -> None:
     if type(new).kind != type(old).kind:
         raise ConfigError(f"cannot swap {name}: the new module is a {type(new).kind}, not a {type(old).kind}")
     if isinstance(old, WorldModel):
-        same = (old.state_dim, old.action_dim) == (new.state_dim, new.action_dim) and bool(
-            torch.equal(old.action_low, new.action_low) and torch.equal(old.action_high, new.action_high))
+        same = (old.state_dim, old.action_dim) == (new.state_dim, new.action_dim) and old.action_space.same(
+            new.action_space)
         if not same:
             raise ConfigError(
                 f"cannot swap {name}: the new world model has D={new.state_dim}, A={new.action_dim}, bounds "

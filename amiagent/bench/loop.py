@@ -48,6 +48,7 @@ from amiagent.agent import to_body_action
 from amiagent.build import build_agent, build_world
 from amiagent.config import load_config
 from amiagent.contracts import MemoryRecord
+from amiagent.stats import REACHED, TIMEOUT, EpisodeStats, Tally
 
 VARIANTS = ("monolithic", "local", "ray pod", "ray planner", "ray separate")
 REFERENCE = "monolithic"
@@ -104,7 +105,7 @@ class Monolithic:
         self.agent = build_agent(agent_cfg)  # built like any agent; its cycle machinery is not used
         self.plan_ms: list[float] = []
 
-    def episode(self, world: Any, seed: int) -> tuple[list[float], str, int]:
+    def episode(self, world: Any, seed: int) -> tuple[list[float], EpisodeStats]:
         m, safety = self.agent.modules, self.agent.safety
         task = world.reset(seed)
         settings = m.configurator.configure(task)
@@ -115,11 +116,11 @@ class Monolithic:
         m.actor.act(m.perception.encode(world.body.observe()))  # warm-up, as Agent.start does
         m.actor.reset()
         goal = np.asarray(settings.goal[:2])
-        times, status = [], "timeout"
+        times, status = [], TIMEOUT
         for _ in range(task.max_steps):
             obs = world.body.observe()
             if np.linalg.norm(obs.state[:2] - goal) <= task.goal_tolerance and np.linalg.norm(obs.state[2:4]) <= 0.25:
-                status = "reached"
+                status = REACHED
                 break
             started = time.perf_counter()
             state = m.perception.encode(obs)
@@ -133,14 +134,14 @@ class Monolithic:
             world.advance(self.agent.loop.period)
         world.body.stop()
         world.advance(1.0)
-        return times, status, int(sum(world.violations().values()))
+        return times, EpisodeStats(seed=seed, status=status, steps=len(times), violations=dict(world.violations()))
 
     def close(self) -> None:
         self.agent.close()
 
 
 def _agent_episode(agent: Any, world: Any, seed: int, plan_ms: list[float] | None = None,
-                   fresh: list[float] | None = None) -> tuple[list[float], str, int]:
+                   fresh: list[float] | None = None) -> tuple[list[float], EpisodeStats]:
     from amiagent.runtime.local import run_episode
 
     episode = run_episode(agent, world, seed)
@@ -148,7 +149,7 @@ def _agent_episode(agent: Any, world: Any, seed: int, plan_ms: list[float] | Non
         plan_ms += [c.plan_ms for c in episode.cycles if c.source == "plan"]
     if fresh is not None:
         fresh.append(sum(c.source == "plan" for c in episode.cycles) / max(len(episode.cycles), 1))
-    return [c.cycle_ms for c in episode.cycles], episode.status, episode.total_violations
+    return [c.cycle_ms for c in episode.cycles], episode.stats
 
 
 def _figures(times: list[float]) -> dict[str, float]:
@@ -167,22 +168,20 @@ def _fleet(agent_cfg: dict, world_cfg: dict, size: int, seed: int, console: Cons
             agents.append(ray_agent(agent_cfg, {"placement": "pod"}, name=f"navigator-{i}"))
             worlds.append(build_world(world_cfg))
         for i, (agent, world) in enumerate(zip(agents, worlds)):
-            _, status, violations = _agent_episode(agent, world, seed + i)
-            outcomes.append((status, violations))
+            outcomes.append(_agent_episode(agent, world, seed + i)[1])
             sampler.sample()
     finally:
         for agent in agents:
             agent.close()
         for world in worlds:
             world.close()
-    peak = sampler.peak["whole run"]
+    peak, tally = sampler.peak["whole run"], Tally.of(outcomes)
     console.print(f"fleet of {size} pod agents: peak PSS of the whole run {peak / 2**30:.2f} GiB "
                   f"(target < {FLEET_TARGET_GIB:g} GiB: {_verdict(peak < FLEET_TARGET_GIB * 2**30)}); "
-                  f"{sum(s == 'reached' for s, _ in outcomes)}/{size} reached, "
-                  f"{sum(v for _, v in outcomes)} violations")
+                  f"{tally.successes}/{size} reached, {tally.total_violations} violations")
     return {"size": size, "peak_pss_mib": peak / 2**20, "target_gib": FLEET_TARGET_GIB,
-            "met": peak < FLEET_TARGET_GIB * 2**30, "reached": sum(s == "reached" for s, _ in outcomes),
-            "violations": int(sum(v for _, v in outcomes))}
+            "met": peak < FLEET_TARGET_GIB * 2**30, "reached": tally.successes,
+            "violations": tally.total_violations}
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -240,7 +239,7 @@ def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) 
     sampler = MemorySampler()
     runners: dict[str, Any] = {}
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    outcomes: dict[str, list[tuple[str, int]]] = {v: [] for v in VARIANTS}
+    outcomes: dict[str, list[EpisodeStats]] = {v: [] for v in VARIANTS}
     calls: dict[str, float] = {}
     plans: dict[str, list[float]] = {v: [] for v in VARIANTS}
     fresh: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -269,14 +268,13 @@ def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) 
                     status.update(f"round {r + 1}/{args.rounds}: {variant}")
                     runner = runners[variant]
                     if variant == "monolithic":
-                        t, done, violations = runner.episode(world, args.seed + r)
+                        t, stats = runner.episode(world, args.seed + r)
                         cycles[variant] += len(t)
                     else:
-                        t, done, violations = _agent_episode(runner, world, args.seed + r, plans[variant],
-                                                             fresh[variant])
+                        t, stats = _agent_episode(runner, world, args.seed + r, plans[variant], fresh[variant])
                         cycles[variant] += runner.counters.cycles
                     times[variant] += t
-                    outcomes[variant].append((done, violations))
+                    outcomes[variant].append(stats)
                     sampler.sample(variant)
         for v in PLACEMENTS:
             calls[v] = (runners[v].runtime.cross_process_calls() - before[v]) / max(cycles[v], 1)
@@ -295,9 +293,10 @@ def _bench(args: argparse.Namespace, console: Console, cfg: dict, session: Any) 
         f["ratio_p50"] = f["p50_ms"] / ref["p50_ms"]
         f["cross_process_calls_per_cycle"] = calls.get(v, 0.0)
         f["peak_pss_mib"] = sampler.peak.get(v, 0) / 2**20
-        f["reached"] = sum(s == "reached" for s, _ in outcomes[v])
-        f["violations"] = sum(n for _, n in outcomes[v])
-        f["episodes"] = len(outcomes[v])
+        tally = Tally.of(outcomes[v])
+        f["reached"] = tally.successes
+        f["violations"] = tally.total_violations
+        f["episodes"] = tally.episodes
         f["fresh_plan_share"] = float(np.mean(fresh[v])) if fresh[v] else 1.0
     table = Table(title="agent cycle: navigator, open_field, CEM 300x16x10 (ms per cycle, every cycle)")
     for col in ("variant", "cycles", "p50", "p99", "mean", "plan p50", "rate Hz", "added p50", "/mono p50",

@@ -28,6 +28,7 @@ def main(args: argparse.Namespace) -> int:
     from amiagent.evaluate import write_eval
     from amiagent.report import new_run_dir
     from amiagent.runtime.local import run_episode
+    from amiagent.stats import Tally
 
     # lockstep by default: every plan is waited for, so results depend on the seeds, not the machine's load
     cfg, run, runtime = compose(["lockstep=true", "progress=true", *args.overrides])
@@ -44,9 +45,7 @@ def main(args: argparse.Namespace) -> int:
         for i in range(run.episodes):
             episode = run_episode(agent, world, run.seed + i, realtime=run.realtime, on_cycle=telemetry)
             episodes.append(episode)
-            wins = sum(e.success for e in episodes)
-            bad = sum(e.total_violations > 0 for e in episodes)
-            progress.update(bar, advance=1, status=f"success {wins}/{len(episodes)}, with violations {bad}")
+            progress.update(bar, advance=1, status=Tally.of([e.stats for e in episodes]).progress())
             if agent.failure is not None:
                 console.print(f"[red]stopping after episode {i + 1}:[/] {agent.failure}")
                 break

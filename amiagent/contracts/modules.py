@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from amiagent.contracts.values import CostReport, MemoryRecord, NoParams, Observation, Plan, Settings, Task, WorldLayout
+from amiagent.spaces import Box
 
 
 class Module:
@@ -95,6 +96,11 @@ class WorldModel(Module):
     action_low: torch.Tensor
     action_high: torch.Tensor
 
+    @property
+    def action_space(self) -> Box:
+        """`action_low` ... `action_high` as a Box: clip, contains and comparisons under one convention."""
+        return Box.of_actions(self)
+
     def rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """`states` (B, D), `actions` (B, H, A) -> (B, H, D): the state after each action.
 
@@ -135,9 +141,14 @@ class CostTerm(Module):
 
 
 class Guardrail(Module):
-    """A hard constraint: a violation amount per step, never traded against cost."""
+    """A hard constraint: a violation amount per step, never traded against cost.
+
+    `reads`: the sections of `settings.guardrails` it reads (e.g. `("keep_out",)`): the cost module hands
+    it only those, and a world's tasks must carry them for it to act. None: undeclared, handed them all.
+    """
 
     kind = "guardrail"
+    reads: ClassVar[tuple[str, ...] | None] = None
 
     def violation(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """`states` (B, H, D), `actions` (B, H, A) -> (B, H) violation amount, >= 0."""
@@ -209,6 +220,11 @@ class Body:
 
     action_low: np.ndarray
     action_high: np.ndarray
+
+    @property
+    def action_space(self) -> Box:
+        """`action_low` ... `action_high` as a Box (a body may keep its own; the sim bodies do)."""
+        return Box.of_actions(self)
 
     def observe(self) -> Observation:
         """The body's current observation."""

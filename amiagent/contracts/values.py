@@ -6,8 +6,9 @@ Shapes use B (batch), H (horizon), D (state), A (action), T (cost terms), as in
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,13 @@ class Settings:
     def goal_tensor(self) -> torch.Tensor:
         """The goal as a (D,) float32 tensor."""
         return torch.tensor(self.goal, dtype=torch.float32)
+
+    def only(self, sections: Sequence[str] | None) -> Settings:
+        """These settings with `guardrails` cut to `sections` (None: all of them): what a guardrail that
+        declares `reads = sections` is handed."""
+        if sections is None:
+            return self
+        return dataclasses.replace(self, guardrails={k: v for k, v in self.guardrails.items() if k in sections})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 from amiagent.agent import Agent, Cycle, to_body_action
 from amiagent.build import check_body_fits
 from amiagent.contracts import World
+from amiagent.stats import INFEASIBLE_GOAL, MODULE_FAILED, REACHED, STALLED, TIMEOUT, EpisodeStats
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Episode:
     """The outcome of one episode, with its per-cycle telemetry."""
 
     seed: int
-    status: str  # "reached", "infeasible_goal", "stalled", "timeout", "module_failed"
+    status: str  # how it ended: one of amiagent.stats.STATUSES (never "error")
     steps: int
     goal_feasible: bool
     violations: dict[str, int]
@@ -62,12 +63,17 @@ class Episode:
     cycles: list[Cycle] = field(default_factory=list, repr=False)
 
     @property
+    def stats(self) -> EpisodeStats:
+        """Its figures by the one definition of success, infeasible and violation (amiagent.stats)."""
+        return EpisodeStats.of(self)
+
+    @property
     def success(self) -> bool:
-        return self.status == "reached"
+        return self.stats.success
 
     @property
     def total_violations(self) -> int:
-        return int(sum(self.violations.values()))
+        return self.stats.total_violations
 
     def cycle_ms(self) -> np.ndarray:
         return np.array([c.cycle_ms for c in self.cycles])
@@ -133,24 +139,24 @@ def run_episode(
     period = agent.loop.period
     cycles: list[Cycle] = []
     recent: deque[np.ndarray] = deque(maxlen=STUCK_CYCLES)
-    status = "timeout"
+    status = TIMEOUT
     next_tick = time.perf_counter()
     try:
         for _ in range(task.max_steps):
             obs = body.observe()
             distance, speed = world.distance_to_goal(), world.goal_speed()
             if agent.goal_feasible and distance <= task.goal_tolerance and speed <= arrival:
-                status = "reached"
+                status = REACHED
                 break
             if not agent.goal_feasible and _stalled(recent, STALL_CYCLES, min(STALL_RADIUS, 2 * task.goal_tolerance)):
-                status = "infeasible_goal"  # holding as close as the guardrails allow
+                status = INFEASIBLE_GOAL  # holding as close as the guardrails allow
                 break
             if agent.goal_feasible and _stalled(recent, STUCK_CYCLES, min(STALL_RADIUS, task.goal_tolerance)):
-                status = "stalled"
+                status = STALLED
                 break
             cycle = agent.cycle(obs)
             if agent.failure is not None:
-                status = "module_failed"  # a module is gone for good: the body stops, the episode ends
+                status = MODULE_FAILED  # a module is gone for good: the body stops, the episode ends
                 body.stop()
                 cycles.append(cycle)
                 break
