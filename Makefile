@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt "torch==2.13.0"
-	$(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt -e ".[test]"
+	# setuptools prints an information-only notice for every editable install that maps folders into
+	# the package (plugins/ and sim/ become amiagent.plugins and amiagent.sim): not a problem, so not shown
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt -e ".[test]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -18,7 +18,7 @@ from amiagent.agent import MODULE_NAMES, Agent, AgentOptions, LoopConfig
 from amiagent.agent.handles import InProcess, ModuleHandles
 from amiagent.config import check_keys, check_number
 from amiagent.contracts import World, WorldModel
-from amiagent.cost import IntrinsicCost
+from amiagent.planning.cost import IntrinsicCost
 from amiagent.errors import ConfigError
 from amiagent.planning import SafetyFilter
 from amiagent.planning.hierarchy import Hierarchy, Level, LevelConfig

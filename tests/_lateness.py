@@ -1,7 +1,7 @@
 """A planner whose lateness the test sets: deadline tests with no race against the machine's load.
 
 `ScheduledPlanner` is the MPC actor speaking the `begin_act` protocol of actors that plan elsewhere (as
-`amiagent.remote.RemoteActor` does): the agent gets a Future and waits on it until its deadline. The plan
+`amiagent.bus.remote.RemoteActor` does): the agent gets a Future and waits on it until its deadline. The plan
 is made at once, from the state it was asked for, and the Future is completed when the test's schedule
 says, counted in cycles, never in seconds:
 

@@ -79,7 +79,7 @@ TINY_MODEL = {"latent_dim": 8, "channels": (8, 8), "keypoints": 8, "hidden": 32,
 def tiny_episodes(tmp_path_factory):
     """12 reward-free episodes of 40 steps in open_field, collected with the real camera (about 1 s)."""
     from amiagent.build import build_world
-    from amiagent.collect import CollectConfig, collect, make_policy
+    from amiagent.learning.collect import CollectConfig, collect, make_policy
 
     path = tmp_path_factory.mktemp("episodes") / "open_field.h5"
     world = build_world({"name": "open_field", "params": {"camera": True}})

@@ -14,7 +14,9 @@ import pybullet as pb
 import pytest
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.contracts import Observation, Settings
 from amiagent.errors import ConfigError, ContractError
 from amiagent.plugins.cost.arm import KUKA_SPHERES, ArmKeepOut, EESpeedLimit, JointGoal, JointLimits

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from amiagent.cli import main
-from amiagent.stats import wilson
+from amiagent.evaluation.stats import wilson
 
 
 def _report(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import statistics
 import pytest
 
 from amiagent.cli import main
-from amiagent.stats import wilson
+from amiagent.evaluation.stats import wilson
 from tests.test_bench import _assert_finite, _ratio, _report
 
 TOY = ["bench", "jepa", "--world", "open_field", "--episodes", "1", "--train-seeds", "2", "--data-episodes", "4",

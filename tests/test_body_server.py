@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from amiagent.body_server import BodyServer, RemoteBody
+from amiagent.bus.body import BodyServer, RemoteBody
 from amiagent.bus import Publisher, default_context
 from amiagent.contracts import Body, Observation
 from amiagent.errors import BodyError, MessageError, RemoteError

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.build import build_agent, build_cost, build_safety, build_world, check_body_fits
 from amiagent.contracts import Critic
-from amiagent.cost import IntrinsicCost
+from amiagent.planning.cost import IntrinsicCost
 from amiagent.errors import ConfigError, ContractError, PluginError
 
 

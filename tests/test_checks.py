@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.contracts import Guardrail
 from amiagent.errors import ContractError
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from amiagent import cli
-from amiagent.collect import FORMAT, collect_episode
-from amiagent.scripted import Arena, make_policy
+from amiagent.learning.collect import FORMAT, collect_episode
+from amiagent.learning.scripted import Arena, make_policy
 from amiagent.sim.camera import TopCamera
 from amiagent.sim.maze import Maze
 from amiagent.sim.worlds import OpenField, TwoRooms
@@ -151,7 +151,7 @@ HELD_EPISODE = 3
 # signal that did nothing lets the collection finish (and the test fail) instead of hanging.
 HOLDING_CHILD = """
 import sys
-import amiagent.collect as collect
+import amiagent.learning.collect as collect
 collect_episode = collect.collect_episode
 def held(world, policy, seed, steps):
     if seed == {seed}:

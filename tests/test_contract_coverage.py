@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from amiagent import checks
-from amiagent.body_server import BodyServer, RemoteBody
+from amiagent.contracts import checks
+from amiagent.bus.body import BodyServer, RemoteBody
 from amiagent.build import build_module
 from amiagent.contracts import Body, CostReport, MemoryRecord, Observation, Plan, Task
 from amiagent.contracts.declared import DECLARED, IN_PROCESS, MODULES, undeclared
 from amiagent.contracts.modules import CONTRACTS
-from amiagent.control import ControlServer, RemoteControl
-from amiagent.remote import PROXIES, ModuleServer
+from amiagent.bus.control import ControlServer, RemoteControl
+from amiagent.bus.remote import PROXIES, ModuleServer
 
 SPECS = {
     "configurator": {"name": "static", "params": {"horizon": 8, "state_dim": 4}},

@@ -14,7 +14,7 @@ import torch
 from amiagent import registry
 from amiagent.build import build_agent, build_cost, build_world
 from amiagent.contracts import MemoryRecord, Settings
-from amiagent.cost import IntrinsicCost
+from amiagent.planning.cost import IntrinsicCost
 from amiagent.errors import ConfigError, PluginError
 from amiagent.learning.critic import (
     FitConfig,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from amiagent import registry
-from amiagent.checks import sample_settings
+from amiagent.contracts.checks import sample_settings
 from amiagent.contracts import Guardrail, Settings
 from amiagent.errors import ConfigError, ContractError
 from amiagent.plugins.cost.arm import JointGoal

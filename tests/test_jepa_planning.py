@@ -18,7 +18,7 @@ import torch
 
 from amiagent.bench.jepa import AGENT_OVERRIDES
 from amiagent.build import build_agent, build_world
-from amiagent.collect import CollectConfig, collect, make_policy
+from amiagent.learning.collect import CollectConfig, collect, make_policy
 from amiagent.config import load_config
 from amiagent.errors import ConfigError
 from amiagent.learning.jepa import JEPAConfig

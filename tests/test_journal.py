@@ -8,8 +8,8 @@ import torch
 
 from amiagent import registry
 from amiagent.contracts import MemoryRecord
-from amiagent.journal import Journal, JournaledMemory
-from amiagent.remote import ModuleServer, RemoteMemory, UnwrittenRecords
+from amiagent.runtime.journal import Journal, JournaledMemory
+from amiagent.bus.remote import ModuleServer, RemoteMemory, UnwrittenRecords
 
 
 def _record(i: int) -> MemoryRecord:

@@ -117,3 +117,22 @@ def test_no_module_imports_itself_back_when_loaded():
 def test_no_source_file_is_over_400_lines():
     long = {name: n for name, path in _sources().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_every_package_is_installed_by_pyproject():
+    """pyproject lists packages by hand (plugins/, sim/ and agents/ are mapped into `amiagent`): a package
+    missing from the list is missing from a non-editable install, and setuptools warns about it."""
+    import tomllib
+
+    import amiagent.agents
+
+    project = Path(amiagent.__file__).parent.parent / "pyproject.toml"
+    listed = set(tomllib.loads(project.read_text())["tool"]["setuptools"]["packages"])
+    roots = {**_roots(), "amiagent.agents": Path(amiagent.agents.__file__).parent}
+    folders = {name if rel == Path(".") else ".".join([name, *rel.parts])
+               for name, root in roots.items()
+               for rel in (p.parent.relative_to(root) for p in root.rglob("*.py") if "__pycache__" not in p.parts)}
+    folders |= {".".join([name, *p.relative_to(roots[name]).parts])  # config folders: YAML only
+                for name in ("amiagent.agents",) for p in roots[name].rglob("*") if p.is_dir()
+                and "__pycache__" not in p.parts}
+    assert folders - listed == set()

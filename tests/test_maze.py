@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.config import load_config
 from amiagent.errors import AmiagentError, ConfigError
 from amiagent.sim.geometry import box_sd, zone_gap, zone_sd

@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.build import build_agent, build_module, build_world
 from amiagent.cli import main
 from amiagent.errors import AmiagentError

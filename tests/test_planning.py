@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from amiagent import registry
 from amiagent.contracts import Settings
-from amiagent.cost import IntrinsicCost
+from amiagent.planning.cost import IntrinsicCost
 from amiagent.planning import CEMConfig, MPPIConfig, SafetyFilter, cem, feasibility_first, mppi, warm_start
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 floats = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, width=32)
 

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.bus import Client
 from amiagent.build import build_cost
 from amiagent.errors import MessageError, RemoteError
-from amiagent.remote import ModuleServer, RemoteCost, RemoteWorldModel
+from amiagent.bus.remote import ModuleServer, RemoteCost, RemoteWorldModel
 
 COST_SPEC = {
     "terms": {"goal_distance": {"weight": 1.0}, "action_effort": {"weight": 0.02}},

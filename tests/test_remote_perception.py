@@ -14,7 +14,7 @@ import pytest
 from amiagent.build import build_agent, build_world
 from amiagent.config import load_config
 from amiagent.errors import ConfigError
-from amiagent.remote import ModuleServer, RemotePerception
+from amiagent.bus.remote import ModuleServer, RemotePerception
 from amiagent.runtime.local import run_episode
 
 pytestmark = pytest.mark.slow

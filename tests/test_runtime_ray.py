@@ -18,7 +18,9 @@ import pytest
 
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.agent import Cycle
 from amiagent.build import build_agent, build_cost, build_world
 from amiagent.bus import Subscriber
@@ -27,7 +29,7 @@ from amiagent.errors import AmiagentError, ConfigError
 from amiagent.runtime.local import run_episode
 from amiagent.runtime.ray import host, plan_groups, ray_agent, require_plain
 from amiagent.runtime.supervisor import UNANSWERED_LIMIT
-from amiagent.telemetry import TelemetryPublisher
+from amiagent.bus.telemetry import TelemetryPublisher
 
 COST_SPEC = {"terms": {"goal_distance": {"weight": 1.0}}, "guardrails": {"keep_out": {}}}
 PLACEMENTS = ("pod", "separate", "planner")  # planner: a named placement of the shipped runtime config

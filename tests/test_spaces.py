@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amiagent.errors import ConfigError
-from amiagent.spaces import TOLERANCE, Box
+from amiagent.contracts.spaces import TOLERANCE, Box
 
 finite = st.floats(-1e3, 1e3, allow_nan=False)
 

@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amiagent.bench.hierarchy import error_row, summary
-from amiagent.evaluate import episode_row, summarize
-from amiagent.report import aggregate
+from amiagent.evaluation.evaluate import episode_row, summarize
+from amiagent.evaluation.report import aggregate
 from amiagent.runtime.local import Episode
-from amiagent.stats import ERROR, REACHED, STATUSES, EpisodeStats, Tally, wilson
+from amiagent.evaluation.stats import ERROR, REACHED, STATUSES, EpisodeStats, Tally, wilson
 
 ENDINGS = [s for s in STATUSES if s != ERROR]  # how an episode that ran can end
 

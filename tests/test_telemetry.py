@@ -7,7 +7,7 @@ import time
 
 from amiagent.agent import Cycle
 from amiagent.bus import Subscriber
-from amiagent.telemetry import TelemetryPublisher, cycle_values
+from amiagent.bus.telemetry import TelemetryPublisher, cycle_values
 
 
 def _cycle(index, plan_ms=3.5):

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from amiagent import checks, registry
+from amiagent import registry
+
+from amiagent.contracts import checks
 from amiagent.contracts import Body, Observation, Task, World, WorldLayout
 from amiagent.errors import AmiagentError, BodyError, ConfigError
 from amiagent.sim.arm import KINDS, box_distance

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from amiagent.stats import EpisodeStats, Tally
+from amiagent.evaluation.stats import EpisodeStats, Tally
 
 TARGETS = {("two_rooms", "hierarchical"): 0.98, ("maze", "hierarchical"): 0.95, ("workcell", "reacher"): 0.95,
            ("open_field", "navigator"): 0.95}
@@ -63,7 +63,7 @@ def run_job(job: Job) -> tuple[list[dict[str, Any]], list[float], list[float]]:
 
     from amiagent.build import build_agent, build_world
     from amiagent.config import load_config
-    from amiagent.evaluate import episode_row
+    from amiagent.evaluation.evaluate import episode_row
     from amiagent.runtime.local import run_episode
 
     torch.set_num_threads(1)

@@ -71,7 +71,7 @@ def train_settings(world: str, steps: int | None = None, minutes: float = 0.0,
 def collect_data(world: str, data: Path, episodes: int, steps: int, reuse: bool, console) -> dict[str, Any]:
     """Collect (or, with `reuse`, keep) the reward-free episodes all models train on."""
     from amiagent.build import build_world
-    from amiagent.collect import CollectConfig, collect, make_policy
+    from amiagent.learning.collect import CollectConfig, collect, make_policy
     from amiagent.config import load_config
 
     started = time.perf_counter()

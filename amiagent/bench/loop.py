@@ -48,7 +48,7 @@ from amiagent.agent import to_body_action
 from amiagent.build import build_agent, build_world
 from amiagent.config import load_config
 from amiagent.contracts import MemoryRecord
-from amiagent.stats import REACHED, TIMEOUT, EpisodeStats, Tally
+from amiagent.evaluation.stats import REACHED, TIMEOUT, EpisodeStats, Tally
 
 VARIANTS = ("monolithic", "local", "ray pod", "ray planner", "ray separate")
 REFERENCE = "monolithic"

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from amiagent import registry
 from amiagent.contracts import Settings
-from amiagent.cost import IntrinsicCost
+from amiagent.planning.cost import IntrinsicCost
 
 SAMPLES, HORIZON, ITERATIONS, ELITES = 300, 16, 10, 30
 START = (-4.0, 0.3, 0.0, 0.0)

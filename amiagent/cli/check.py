@@ -36,7 +36,8 @@ def params(pairs: list[str]) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     """Build the plugin with the given parameters and run its kind's checker on it."""
-    from amiagent import checks, registry
+    from amiagent import registry
+    from amiagent.contracts import checks
 
     plugin = registry.create(args.kind, args.name, params(args.params), where=f"{args.kind}.{args.name}")
     try:

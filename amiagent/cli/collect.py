@@ -17,7 +17,7 @@ def add_parser(sub: Any) -> None:
         "world=two_rooms policy=noisy_expert episodes=200 policy.params.noise=0.5",
         description="Runs `episodes` seeded episodes (seeds seed, seed+1, ...) of `steps` control steps with a "
                     "scripted policy and the world's top-down camera on, and writes frames, states and actions to "
-                    "`data` (HDF5, see amiagent.collect). Running it again resumes the file; overwrite=true starts "
+                    "`data` (HDF5, see amiagent.learning.collect). Running it again resumes the file; overwrite=true starts "
                     "it afresh.")
 
 
@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     """Collect the episodes into the file, resuming it."""
     from amiagent import registry
     from amiagent.build import build_world
-    from amiagent.collect import CollectConfig, collect, make_policy, supports_collect
+    from amiagent.learning.collect import CollectConfig, collect, make_policy, supports_collect
     from amiagent.config import load_config, to_yaml, typed
 
     cfg = load_config(args.overrides, config_name="collect")

@@ -30,7 +30,7 @@ def swap(args: argparse.Namespace) -> int:
     """Ask a running agent to replace one module's plugin."""
     from omegaconf import OmegaConf
 
-    from amiagent.control import connect
+    from amiagent.bus.control import connect
     from amiagent.errors import RemoteError
 
     words = list(args.words)
@@ -60,7 +60,7 @@ def agents(args: argparse.Namespace) -> int:
     """List the running agents, what their modules run and which are down."""
     from rich.table import Table
 
-    from amiagent.control import connect, running_agents
+    from amiagent.bus.control import connect, running_agents
 
     found = running_agents()
     if not found:

@@ -25,10 +25,10 @@ def main(args: argparse.Namespace) -> int:
     """Run the seeded episodes and report them."""
     from amiagent.cli.launch import compose, report_recoveries, running
     from amiagent.config import to_yaml
-    from amiagent.evaluate import write_eval
-    from amiagent.report import new_run_dir
+    from amiagent.evaluation.evaluate import write_eval
+    from amiagent.evaluation.report import new_run_dir
     from amiagent.runtime.local import run_episode
-    from amiagent.stats import Tally
+    from amiagent.evaluation.stats import Tally
 
     # lockstep by default: every plan is waited for, so results depend on the seeds, not the machine's load
     cfg, run, runtime = compose(["lockstep=true", "progress=true", *args.overrides])

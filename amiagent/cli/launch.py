@@ -73,7 +73,7 @@ def running(cfg: dict, run: RunConfig, runtime: LocalRuntime, out) -> Iterator[t
     torch.set_num_threads(runtime.torch_threads or torch.get_num_threads())
     agent_name = cfg["agent"]["name"]
     if runtime.control:
-        from amiagent.control import running_agents
+        from amiagent.bus.control import running_agents
 
         if agent_name in running_agents():  # before anything starts
             raise AmiagentError(f"an agent named {agent_name!r} is already running (see `amiagent agents`); "
@@ -87,7 +87,7 @@ def running(cfg: dict, run: RunConfig, runtime: LocalRuntime, out) -> Iterator[t
         if runtime.control:
             control = _control(agent, agent_name, runtime)
         if runtime.telemetry:
-            from amiagent.telemetry import TelemetryPublisher
+            from amiagent.bus.telemetry import TelemetryPublisher
 
             telemetry = TelemetryPublisher(runtime.telemetry, agent_name)
             out.print(f"telemetry on {telemetry.endpoint}, topic {telemetry.topic}")
@@ -126,7 +126,7 @@ def _control(agent, name: str, runtime: LocalRuntime):
     """The control endpoint of a running agent, for `amiagent swap` and `amiagent agents`."""
     import os
 
-    from amiagent.control import ControlServer
+    from amiagent.bus.control import ControlServer
 
     def swap(module: str, spec: dict):
         done = agent.swap_plugin(module, spec)

@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
 
     from amiagent.cli.launch import compose, report_recoveries, running
     from amiagent.config import to_yaml
-    from amiagent.report import new_run_dir, write_run
+    from amiagent.evaluation.report import new_run_dir, write_run
     from amiagent.runtime.local import run_episode
 
     cfg, run, runtime = compose(args.overrides)

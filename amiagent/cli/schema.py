@@ -1,7 +1,7 @@
 """The typed settings of each command's own config, built once at launch with `amiagent.config.typed`.
 
 Each schema holds a command's top-level keys (agents/config.yaml for run and eval, collect.yaml's are
-`amiagent.collect.CollectConfig`, train.yaml, distill.yaml) and the `runtime` section; the sections that
+`amiagent.learning.collect.CollectConfig`, train.yaml, distill.yaml) and the `runtime` section; the sections that
 describe an agent, a world, a policy or a model are checked by their own builders, named as `SECTIONS`.
 Types come from the annotations (checked by `typed`), ranges from `__post_init__`.
 """

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from amiagent.contracts.values import CostReport, MemoryRecord, NoParams, Observation, Plan, Settings, Task, WorldLayout
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 
 class Module:

@@ -1,4 +1,4 @@
-"""Reading the reward-free episodes that `amiagent collect` writes (HDF5, see `amiagent.collect`).
+"""Reading the reward-free episodes that `amiagent collect` writes (HDF5, see `amiagent.learning.collect`).
 
 The whole data set is loaded into memory as torch tensors (a 64x64 frame is
 12 KiB, so 100k frames take 1.2 GiB), and training windows are drawn from it:

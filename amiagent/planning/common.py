@@ -1,4 +1,4 @@
-"""Steps every optimiser shares: ranking, warm start, sampling, the search loop; bounds are `amiagent.spaces.Box`."""
+"""Steps every optimiser shares: ranking, warm start, sampling, the search loop; bounds are `amiagent.contracts.spaces.Box`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from amiagent.contracts import CostReport
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 # actions (B, H, A) -> predicted states (B, H, D) and their cost report
 Evaluate = Callable[[torch.Tensor], tuple[torch.Tensor, CostReport]]

@@ -10,7 +10,7 @@ import torch
 from amiagent.contracts import CostReport
 from amiagent.errors import ConfigError
 from amiagent.planning.common import Evaluate, Result, feasibility_first, search
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 
 @dataclass(frozen=True)

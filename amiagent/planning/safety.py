@@ -9,7 +9,7 @@ import torch
 
 from amiagent.contracts import Cost, WorldModel
 from amiagent.errors import ConfigError, GuardrailError
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from amiagent.agent import MODULE_NAMES, check_swappable
 from amiagent.build import build_module
 from amiagent.contracts import Module, WorldModel
 from amiagent.errors import AmiagentError, ConfigError
-from amiagent.journal import Journal, JournaledMemory
-from amiagent.remote import PROXIES, ModuleServer, RemoteCost, RemoteWorldModel
+from amiagent.runtime.journal import Journal, JournaledMemory
+from amiagent.bus.remote import PROXIES, ModuleServer, RemoteCost, RemoteWorldModel
 from amiagent.runtime.placement import Group, require_plain
 
 

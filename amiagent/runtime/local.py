@@ -20,7 +20,7 @@ import numpy as np
 from amiagent.agent import Agent, Cycle, to_body_action
 from amiagent.build import check_body_fits
 from amiagent.contracts import World
-from amiagent.stats import INFEASIBLE_GOAL, MODULE_FAILED, REACHED, STALLED, TIMEOUT, EpisodeStats
+from amiagent.evaluation.stats import INFEASIBLE_GOAL, MODULE_FAILED, REACHED, STALLED, TIMEOUT, EpisodeStats
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Episode:
     """The outcome of one episode, with its per-cycle telemetry."""
 
     seed: int
-    status: str  # how it ended: one of amiagent.stats.STATUSES (never "error")
+    status: str  # how it ended: one of amiagent.evaluation.stats.STATUSES (never "error")
     steps: int
     goal_feasible: bool
     violations: dict[str, int]
@@ -64,7 +64,7 @@ class Episode:
 
     @property
     def stats(self) -> EpisodeStats:
-        """Its figures by the one definition of success, infeasible and violation (amiagent.stats)."""
+        """Its figures by the one definition of success, infeasible and violation (amiagent.evaluation.stats)."""
         return EpisodeStats.of(self)
 
     @property

@@ -32,7 +32,7 @@ import ray
 from amiagent.agent import MODULE_NAMES, Agent, LoopConfig, Modules, SwapTicket
 from amiagent.contracts import Module
 from amiagent.errors import AmiagentError, ConfigError
-from amiagent.remote import PROXIES
+from amiagent.bus.remote import PROXIES
 from amiagent.runtime.host import HostedModule, HostHandle, ModuleHost, _kind, host, remote_cause
 from amiagent.config import check_keys
 from amiagent.runtime.placement import RUNTIME_KEYS, Group, check_runtime_config, plan_groups, require_plain

@@ -47,7 +47,7 @@ class Journal:
     """An append-only file of `remember` messages; every append reaches the kernel before it returns."""
 
     def __init__(self, path: str):
-        importlib.import_module("amiagent.remote")  # registers the `remember` message
+        importlib.import_module("amiagent.bus.remote")  # registers the `remember` message
 
         self.path = path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

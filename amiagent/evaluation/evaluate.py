@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from amiagent.runtime.local import Episode
-from amiagent.stats import EpisodeStats, Tally
+from amiagent.evaluation.stats import EpisodeStats, Tally
 
 EVAL_FIELDS = (
     "seed", "status", "success", "steps", "goal_feasible", "infeasible_reports", "violations",

@@ -214,7 +214,7 @@ def check_configurator(configurator: Configurator, task: Task | None = None) -> 
 def check_actor(actor: Actor, world_model: WorldModel | None = None, cost=None, seed: int = 0) -> None:
     """act() returns a Plan within the action bounds, finite, the same after reset()."""
     from amiagent import registry
-    from amiagent.cost import IntrinsicCost
+    from amiagent.planning.cost import IntrinsicCost
 
     world_model = world_model or registry.create("world_model", "point_mass")
     if cost is None:

@@ -3,7 +3,7 @@
 `collect(world, policy, config)` runs `config.episodes` episodes of
 `config.steps` control steps in a point-robot world with its camera on, and
 writes them to `config.data` (format below). The policies are scripted,
-reward-free explorers (`amiagent.scripted`). Episode i is seeded `seed + i`:
+reward-free explorers (`amiagent.learning.scripted`). Episode i is seeded `seed + i`:
 `world.reset(seed + i)`, then the robot is put at rest at a free point drawn
 uniformly over the arena and the policy is reset, both from a generator
 seeded by the same number, so the same seeds give the same data.
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from amiagent.errors import AmiagentError, ConfigError
-from amiagent.scripted import POLICIES, Arena, Policy, make_policy
+from amiagent.learning.scripted import POLICIES, Arena, Policy, make_policy
 
 __all__ = ["POLICIES", "CollectConfig", "Collected", "collect", "collect_episode", "make_policy",
            "supports_collect"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from amiagent.contracts import WorldLayout
 from amiagent.runtime.local import Episode
-from amiagent.stats import EpisodeStats, Tally
+from amiagent.evaluation.stats import EpisodeStats, Tally
 
 TRAJECTORY_FIELDS = (
     "episode", "cycle", "t", "x", "y", "vx", "vy", "ax", "ay", "source", "filtered",

@@ -1,0 +1,1 @@
+"""Evaluating agents: seeded episodes, one definition of their statistics, run directories and reports."""
