@@ -45,7 +45,7 @@ from amiagent.contracts import Observation
 from amiagent.errors import BodyError
 from amiagent.kinematics import Chain
 from amiagent.sim.simbody import SimBody
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 KUKA_URDF = os.path.join(pybullet_data.getDataPath(), "kuka_iiwa", "model.urdf")
 """The arm's URDF; agents build their forward kinematics from the same file."""

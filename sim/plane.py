@@ -41,7 +41,7 @@ from amiagent.sim.camera import TopCamera
 from amiagent.sim.geometry import Point, ZoneRules, box_sd, random_zone, split_zones
 from amiagent.sim.lifecycle import PhysicsParams, SimWorld
 from amiagent.sim.truth import GroundTruth
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from amiagent.contracts import Body
 from amiagent.errors import BodyError
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 log = logging.getLogger(__name__)
 

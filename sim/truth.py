@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 
 from amiagent.sim.geometry import box_sd, circle_sd
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 KINDS = ("keep_out", "wall_contact", "speed", "bounds")
 """Violation kinds, in the order `violations()` reports them."""

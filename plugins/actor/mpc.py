@@ -10,7 +10,7 @@ import torch
 from amiagent.contracts import Actor, Cost, Plan, Settings, WorldModel
 from amiagent.errors import ConfigError
 from amiagent.planning import CEMConfig, MPPIConfig, best_start, cem, mppi, warm_start
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 
 class MPCActor(Actor):

@@ -18,7 +18,7 @@ import torch
 from amiagent.contracts import Actor, Cost, Plan, Settings, WorldModel
 from amiagent.errors import ConfigError
 from amiagent.learning.policy import Obstacles, load_policy
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 
 class PolicyActor(Actor):

@@ -14,7 +14,7 @@ import torch
 from amiagent.contracts import WorldModel
 from amiagent.errors import ConfigError
 from amiagent.learning.train import shared_model
-from amiagent.spaces import Box
+from amiagent.contracts.spaces import Box
 
 
 class JEPAModel(WorldModel):
