@@ -54,7 +54,7 @@ def _sees_frames(agent: dict) -> bool:
     specs = [agent.get("perception")] + [level.get("perception") for level in levels if isinstance(level, dict)]
     for name in {spec["name"] for spec in specs if isinstance(spec, dict) and isinstance(spec.get("name"), str)}:
         try:
-            if getattr(registry.load_class("perception", name), "needs_images", False):
+            if registry.load_class("perception", name).needs_images:
                 return True
         except PluginError:  # the build names the unknown plugin, with the installed ones
             continue

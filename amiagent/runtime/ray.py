@@ -196,7 +196,7 @@ class RayModules:
 
     def cross_process_calls(self) -> int:
         """Bus calls made so far: by this process to the modules, and by the modules to each other."""
-        driver = sum(getattr(m, "requests", 0) for m in self.agent.modules.all())
+        driver = sum(m.requests for m in self.agent.modules.all())  # every module here is a bus proxy
         with self.lock:
             actors = [h.actor for h in self.hosts.values() if h.alive]
         hosts = sum(s["requests"] for s in ray.get([a.stats.remote() for a in actors], timeout=10))

@@ -109,7 +109,7 @@ class Supervisor:
         down = self.handles.agent.down
         for name, module in self.handles.agent.modules.named().items():
             host_ = self.handles.host_of.get(name)
-            if getattr(module, "unanswered", 0) < UNANSWERED_LIMIT or name in down or host_ is None:
+            if module.unanswered < UNANSWERED_LIMIT or name in down or host_ is None:  # a bus proxy
                 continue
             module.unanswered = 0
             with self.handles.lock:
