@@ -10,12 +10,12 @@ PIP_TORCH_FLAGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
 .PHONY: setup demo test test-fast bench bench-hierarchy clean
 
+# setuptools prints an information-only notice for every editable install that maps folders into the
+# package (plugins/ and sim/ become amiagent.plugins and amiagent.sim): not a problem, so not shown.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt "torch==2.13.0"
-	# setuptools prints an information-only notice for every editable install that maps folders into
-	# the package (plugins/ and sim/ become amiagent.plugins and amiagent.sim): not a problem, so not shown
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q $(PIP_TORCH_FLAGS) -c constraints.txt -e ".[test]"
 	touch $@
 
