@@ -44,3 +44,12 @@ class GuardrailError(AmiagentError):
 
 class BodyError(AmiagentError):
     """A body refused a command or failed."""
+
+
+class UnwrittenRecords(BusError):
+    """Memory writes that were not acknowledged: `records` (MemoryRecords), oldest first, for the writer to
+    keep and re-send."""
+
+    def __init__(self, message: str, records: list):
+        super().__init__(message)
+        self.records = records

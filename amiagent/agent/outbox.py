@@ -6,6 +6,7 @@ import logging
 from collections import deque
 
 from amiagent.contracts import Memory, MemoryRecord
+from amiagent.errors import UnwrittenRecords
 
 log = logging.getLogger(__name__)
 
@@ -41,5 +42,6 @@ class Outbox:
             try:
                 memory.write(record)
             except Exception as exc:  # keep it, and any earlier write the memory hands back, in order
-                self.unwritten.extendleft([record, *reversed(getattr(exc, "records", []))])
+                handed_back = exc.records if isinstance(exc, UnwrittenRecords) else []
+                self.unwritten.extendleft([record, *reversed(handed_back)])
                 raise

@@ -33,7 +33,7 @@ from amiagent.bus import Server
 from amiagent.bus.rpc import Proxy, dispatcher
 from amiagent.contracts import Actor, Configurator, Cost, Memory, MemoryRecord, Module, Perception, Plan, WorldModel
 from amiagent.contracts.declared import ACTOR, CONFIGURATOR, COST, MEMORY, PERCEPTION, WORLD_MODEL, Method, contract_of
-from amiagent.errors import BusError, BusTimeout, ConfigError, RemoteError
+from amiagent.errors import BusTimeout, ConfigError, RemoteError, UnwrittenRecords
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,6 @@ class RemotePerception(Proxy, Perception, contract=PERCEPTION):
 
 class RemoteConfigurator(Proxy, Configurator, contract=CONFIGURATOR):
     """A Configurator served by a ModuleServer at `endpoint`."""
-
-
-class UnwrittenRecords(BusError):
-    """Memory writes that were not acknowledged: `records`, oldest first, for the writer to keep and re-send."""
-
-    def __init__(self, message: str, records: list[MemoryRecord]):
-        super().__init__(message)
-        self.records = records
 
 
 _WRITE = MEMORY.method("write")
