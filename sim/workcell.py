@@ -324,6 +324,10 @@ class Workcell(SimWorld):
         """Linear speed (m/s) of the EE."""
         return float(np.linalg.norm(self.ee()[1]))
 
+    @property
+    def arrival_speed(self) -> float:  # the EE arrives slower than the point robot's default
+        return float(self.params.arrival_speed)
+
     def at_goal(self) -> bool:
         """Whether the EE is within goal_tolerance of the target and slower than arrival_speed."""
         prm: WorkcellParams = self.params

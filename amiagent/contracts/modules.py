@@ -252,6 +252,8 @@ class World(Module):
     kind = "world"
     body: Body
     dt: float = 0.1
+    arrival_speed: float = 0.25
+    """A goal counts as reached within the task's tolerance at no more than this `goal_speed` (m/s)."""
 
     def reset(self, seed: int) -> Task:
         """Start a new episode from `seed`; returns its task."""

@@ -33,9 +33,6 @@ STALL_RADIUS = 0.15
 # the goal tolerance, if smaller) for STUCK_CYCLES planned cycles ends as "stalled" (a failure): a planner stuck in a
 # local minimum, e.g. greedy behind a wall, does not get out by waiting.
 STUCK_CYCLES = 60
-# A goal counts as reached within its tolerance at no more than this speed (m/s),
-# unless the world's params set `arrival_speed`.
-ARRIVAL_SPEED = 0.25
 # Seconds of braking after an episode ends, still watched for violations.
 SETTLE_S = 1.0
 
@@ -135,7 +132,7 @@ def run_episode(
     task = world.reset(seed)
     body = world.body
     agent.start(task, body.observe())
-    arrival = float(getattr(world.params, "arrival_speed", ARRIVAL_SPEED))
+    arrival = float(world.arrival_speed)
     period = agent.loop.period
     cycles: list[Cycle] = []
     recent: deque[np.ndarray] = deque(maxlen=STUCK_CYCLES)
