@@ -12,13 +12,13 @@ method with no call here, or a declared method a runtime cannot answer fails thi
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
 
 import numpy as np
 import pytest
 import torch
 
+from amiagent.agent import SwapTicket
 from amiagent.contracts import checks
 from amiagent.bus.body import BodyServer, RemoteBody
 from amiagent.build import build_module
@@ -242,7 +242,7 @@ def test_every_control_method_answers_alike_on_the_server_and_through_remote_con
 
     def swap(module, spec):
         swaps.append((module, spec))
-        done = threading.Event()
+        done = SwapTicket(spec["name"])
         done.set()
         return f"{spec['name']} #{len(swaps)}", done
 

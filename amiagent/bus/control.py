@@ -109,7 +109,7 @@ class ControlServer(Control):
             raise ConfigError("swap: spec must be a mapping {name, params}")
         label, done = self._queue_swap(module, dict(spec))
         applied = done.wait(SWAP_WAIT_S)
-        if getattr(done, "error", None):
+        if done.error:
             raise AmiagentError(f"the swap failed at the cycle boundary: {done.error}")
         return {"module": module, "plugin": label, "applied": applied}
 
