@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -111,11 +112,25 @@ def check_world_model(wm: WorldModel, seed: int = 0) -> None:
     _check_close_twice(wm)
 
 
+@runtime_checkable
+class ShowsObservation(Protocol):
+    """A perception that gives the checker an observation it can encode (the default is a 4-value state)."""
+
+    def example_observation(self) -> Observation: ...
+
+
+@runtime_checkable
+class ShowsSettings(Protocol):
+    """A cost term or guardrail that gives the checker settings it can apply (the default: `sample_settings`)."""
+
+    def example_settings(self) -> Settings: ...
+
+
 def check_perception(perception: Perception, obs: Observation | None = None) -> None:
     """encode() gives (1, D) for one observation and (B, D) for B, float32, finite, deterministic."""
     if obs is None:
-        example = getattr(perception, "example_observation", None)
-        obs = example() if example is not None else Observation(t=0.0, state=np.array([0.1, -0.2, 0.3, 0.0]))
+        obs = perception.example_observation() if isinstance(perception, ShowsObservation) else \
+            Observation(t=0.0, state=np.array([0.1, -0.2, 0.3, 0.0]))
     one = perception.encode(obs)
     d = perception.state_dim
     _expect_tensor(perception, "encode(obs)", one, (1, d))
@@ -126,8 +141,7 @@ def check_perception(perception: Perception, obs: Observation | None = None) -> 
 
 
 def _check_per_step(plugin, fn: Callable, name: str, seed: int, settings: Settings | None) -> torch.Tensor:
-    example = getattr(plugin, "example_settings", None)
-    settings = settings or (example() if example is not None else sample_settings())
+    settings = settings or (plugin.example_settings() if isinstance(plugin, ShowsSettings) else sample_settings())
     plugin.apply(settings)
     g = torch.Generator().manual_seed(seed)
     d = len(settings.goal)
