@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from amiagent.contracts import codecs as c
 from amiagent.contracts.modules import (
@@ -173,10 +173,16 @@ def _action_fits(body: Any, action: Any) -> None:
                            f"body, got {action.shape}")
 
 
+@runtime_checkable
+class WritesNumbered(Protocol):
+    """A memory that stores a record re-sent under the same sequence number once (a journaled memory)."""
+
+    def write_numbered(self, record: Any, seq: int | None) -> None: ...
+
+
 def _write(memory: Memory, record: Any, seq: int | None = None) -> None:
-    numbered = getattr(memory, "write_numbered", None)  # a journaled memory stores a re-sent record once
-    if numbered is not None:
-        numbered(record, seq)
+    if isinstance(memory, WritesNumbered):
+        memory.write_numbered(record, seq)
     else:
         memory.write(record)
 

@@ -106,7 +106,7 @@ class ModuleHost:
         memory = self.modules.get("memory")
         return {"endpoints": {name: s.endpoint for name, s in self.servers.items()}, "pid": os.getpid(),
                 "node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address(),
-                "restored": getattr(memory, "restored", 0)}
+                "restored": memory.restored if isinstance(memory, JournaledMemory) else 0}
 
     def bind(self, endpoints: dict[str, str], timeout: float = 2.0) -> None:
         """Bind the actors of this group to the world model and cost: local objects when they are in
