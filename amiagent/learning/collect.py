@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -249,11 +249,17 @@ def _write(group: Any, episode: dict[str, Any]) -> None:
     group.attrs["complete"] = True  # last: a group without it is partial
 
 
+@runtime_checkable
+class Placeable(Protocol):
+    """A world whose body can be put anywhere (collection starts episodes from spread-out places)."""
+
+    def place(self, x: float, y: float) -> None: ...
+
+
 def supports_collect(world_cls: type) -> bool:
-    """Whether a world class can be collected from: params with a `camera` switch, and `place(x, y)`."""
-    params = getattr(world_cls, "Params", None)
-    return (dataclasses.is_dataclass(params) and "camera" in {f.name for f in dataclasses.fields(params)}
-            and callable(getattr(world_cls, "place", None)))
+    """Whether a world class can be collected from: params (every plugin's dataclass) with a `camera`
+    switch, and `place(x, y)`."""
+    return "camera" in {f.name for f in dataclasses.fields(world_cls.Params)} and issubclass(world_cls, Placeable)
 
 
 def collect(world: Any, policy: Policy, config: CollectConfig,
