@@ -323,12 +323,15 @@ def check_frames_match(agent: Agent, world: World) -> None:
     be off without any error. Refused, naming the setting to change.
     """
     trained = agent.modules.perception.info.get("world_params")
-    params = getattr(world, "params", None)
-    if not trained or not dataclasses.is_dataclass(params) or not getattr(params, "camera", False):
+    if not trained or not dataclasses.is_dataclass(world.params):
         return
-    defaults = {f.name: f.default for f in dataclasses.fields(params)}  # what data older than a setting used
+    fields = dataclasses.fields(world.params)
+    values = {f.name: getattr(world.params, f.name) for f in fields}
+    if not values.get("camera"):
+        return
+    defaults = {f.name: f.default for f in fields}  # what data older than a setting used
     for name in CAMERA_SETTINGS:
-        want, have = trained.get(name, defaults.get(name)), getattr(params, name, None)
+        want, have = trained.get(name, defaults.get(name)), values.get(name)
         if want != have:
             raise ConfigError(f"agent.perception was trained on frames with {name}={want} but the world renders "
                               f"{name}={have}: set world.params.{name}={want}")

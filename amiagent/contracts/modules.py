@@ -254,6 +254,8 @@ class World(Module):
     dt: float = 0.1
     arrival_speed: float = 0.25
     """A goal counts as reached within the task's tolerance at no more than this `goal_speed` (m/s)."""
+    params: Any = None
+    """The world's settings (its `Params` dataclass instance), as the frame check and the CLI read them."""
 
     def reset(self, seed: int) -> Task:
         """Start a new episode from `seed`; returns its task."""
