@@ -223,13 +223,13 @@ class RayModules:
         if host_ is None:
             raise ConfigError(f"cannot swap {name!r}: this agent's modules are {sorted(self.host_of)}")
         spec = merge_spec(host_.specs[name], spec)
-        if name in self.agent.down or not host_.alive:
+        if name in agent.down or not host_.alive:
             raise AmiagentError(f"cannot swap {name} now: it is down (restarting); try again once it is back")
         try:
             label = ray.get(host_.actor.prepare_swap.remote(name, spec), timeout=self.supervision.start_timeout_s)
         except ray.exceptions.RayError as exc:
             raise AmiagentError(remote_cause(exc)) from exc
-        checker, guardrails = self.agent.swapper.safety_copies(name, spec)
+        checker, guardrails = agent.swapper.safety_copies(name, spec)
         ticket = SwapTicket(label)
 
         def commit() -> None:
@@ -241,11 +241,11 @@ class RayModules:
                         m.close()
                 raise AmiagentError(remote_cause(exc)) from exc
             host_.specs[name] = spec  # a restart builds what runs now
-            self.agent.swapper.replace_safety_copies(checker, guardrails)
-            self.agent.refresh([name])
-            self.agent.swapper.done(name, label, spec)
+            agent.swapper.replace_safety_copies(checker, guardrails)
+            agent.refresh([name])
+            agent.swapper.done(name, label, spec)
 
-        self.agent.between_cycles(ticket.run(commit))
+        agent.between_cycles(ticket.run(commit))
         return ticket
 
     # ---------------------------------------------------------------- shutdown
